@@ -1,0 +1,9 @@
+//! Kubernetes API machinery with no I/O.
+//!
+//! * [`resource`]: the table of served resources, read by discovery, routing and OpenAPI.
+//! * [`table`]: `meta.k8s.io/v1` Table rendering, the columns `kubectl get` prints.
+//! * [`openapi`]: OpenAPI v3 documents generated from the k8s-openapi types.
+
+pub mod openapi;
+pub mod resource;
+pub mod table;

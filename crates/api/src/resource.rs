@@ -1,0 +1,115 @@
+//! The table of every resource the API server serves: names, scope, verbs and
+//! subresources. Discovery, routing, OpenAPI and storage keys are all read from here,
+//! so adding a kind starts with one row.
+
+/// A subresource served under `<resource>/<name>/<sub>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    /// `/status`: writes change only `.status`.
+    Status,
+    /// `/scale`: an `autoscaling/v1` Scale view of `.spec.replicas`.
+    Scale,
+    /// `pods/binding`: the scheduler's POST that sets `spec.nodeName`.
+    Binding,
+    /// `pods/log`: the container log, proxied from the node agent.
+    Log,
+}
+
+impl Subresource {
+    pub fn path(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Log => "log",
+        }
+    }
+}
+
+/// One served resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group; `""` for the core (legacy) group served under `/api/v1`.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The URL segment, e.g. `deployments`.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+}
+
+impl ResourceInfo {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `pods` or `deployments.apps`: how Kubernetes names the resource in messages.
+    pub fn qualified_plural(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// The URL prefix of the group-version: `/api/v1` or `/apis/apps/v1`.
+    pub fn group_version_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+}
+
+use Subresource::*;
+
+const ALL: &[&str] = &["all"];
+
+pub static RESOURCES: &[ResourceInfo] = &[
+    ResourceInfo { group: "", version: "v1", kind: "Namespace", plural: "namespaces", singular: "namespace", namespaced: false, short_names: &["ns"], categories: &[], subresources: &[Status] },
+    ResourceInfo { group: "", version: "v1", kind: "Node", plural: "nodes", singular: "node", namespaced: false, short_names: &["no"], categories: &[], subresources: &[Status] },
+    ResourceInfo { group: "", version: "v1", kind: "Pod", plural: "pods", singular: "pod", namespaced: true, short_names: &["po"], categories: ALL, subresources: &[Status, Binding, Log] },
+    ResourceInfo { group: "", version: "v1", kind: "Service", plural: "services", singular: "service", namespaced: true, short_names: &["svc"], categories: ALL, subresources: &[Status] },
+    ResourceInfo { group: "", version: "v1", kind: "Endpoints", plural: "endpoints", singular: "endpoints", namespaced: true, short_names: &["ep"], categories: &[], subresources: &[] },
+    ResourceInfo { group: "", version: "v1", kind: "Event", plural: "events", singular: "event", namespaced: true, short_names: &["ev"], categories: &[], subresources: &[] },
+    ResourceInfo { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", singular: "configmap", namespaced: true, short_names: &["cm"], categories: &[], subresources: &[] },
+    ResourceInfo { group: "", version: "v1", kind: "Secret", plural: "secrets", singular: "secret", namespaced: true, short_names: &[], categories: &[], subresources: &[] },
+    ResourceInfo { group: "apps", version: "v1", kind: "Deployment", plural: "deployments", singular: "deployment", namespaced: true, short_names: &["deploy"], categories: ALL, subresources: &[Status, Scale] },
+    ResourceInfo { group: "apps", version: "v1", kind: "ReplicaSet", plural: "replicasets", singular: "replicaset", namespaced: true, short_names: &["rs"], categories: ALL, subresources: &[Status, Scale] },
+    ResourceInfo { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", singular: "lease", namespaced: true, short_names: &[], categories: &[], subresources: &[] },
+];
+
+/// The resource served at `group/version/plural`, if any.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource of a kind, if served.
+pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+}
+
+/// Every group-version served, in discovery order (core first).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}

@@ -1,0 +1,52 @@
+//! The node's local image store.
+//!
+//! `podium image import` writes here while `podium up` reads, so the store is plain
+//! files updated by atomic rename, never a database the server holds open.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an image operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// No image with that reference has been imported.
+    #[error("image {0:?} not found; import it with `podium image import --data-dir DIR FILE`")]
+    NotFound(String),
+    /// The archive is not a `docker save` tar or an OCI image layout.
+    #[error("invalid image archive: {0}")]
+    InvalidArchive(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The parts of an image's config that decide how its process starts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// An image ready to run: its unpacked layers and its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// `sha256:<hex of the config blob>`, as `docker images --no-trunc` shows it.
+    pub id: String,
+    /// Unpacked layer directories, lowest first (overlayfs wants them reversed).
+    pub layers: Vec<PathBuf>,
+    pub config: ImageConfig,
+}
+
+/// Anything that can turn an image reference into an [`Image`]: the local store, and
+/// later a registry-backed puller.
+pub trait ImageSource: Send + Sync + 'static {
+    fn resolve(&self, reference: &str) -> Result<Image, ImageError>;
+}
