@@ -1,1 +1,136 @@
-//! store
+//! The cluster's key-value store.
+//!
+//! [`Store`] is shaped like etcd's KV + Watch API (range, put-if-revision, delete,
+//! watch-from-revision, compact) so that an etcd backend can slot in later; [`RedbStore`]
+//! is the embedded backend `podium up` uses. See `docs/architecture.md` for the data model.
+
+mod redb_store;
+
+pub use redb_store::RedbStore;
+
+use std::sync::Arc;
+
+/// A store revision: one global, strictly increasing counter bumped by every write.
+pub type Revision = u64;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key does not exist (delete or update of a missing key).
+    #[error("key {0:?} not found")]
+    NotFound(String),
+    /// A create found the key already present.
+    #[error("key {0:?} already exists")]
+    AlreadyExists(String),
+    /// A compare-and-swap lost: the key's revision is not the expected one.
+    #[error("key {key:?} is at revision {current}, not the expected {expected}")]
+    Conflict { key: String, expected: Revision, current: Revision },
+    /// A watch asked for history that compaction has already dropped.
+    #[error("revision {requested} has been compacted (oldest available is {compacted})")]
+    Compacted { requested: Revision, compacted: Revision },
+    /// The backend failed (disk, corruption). The write, if any, did not happen.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored value with the revisions etcd reports for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Arc<[u8]>,
+    /// Revision of the write that created the key.
+    pub create_revision: Revision,
+    /// Revision of the last write to the key: a Kubernetes object's resourceVersion.
+    pub mod_revision: Revision,
+}
+
+/// The precondition of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist (create).
+    Absent,
+    /// The key must exist with exactly this mod revision (optimistic concurrency).
+    Revision(Revision),
+    /// The key must exist, at any revision.
+    Present,
+    /// No precondition: create or overwrite.
+    Any,
+}
+
+/// The result of a range read.
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub kvs: Vec<KeyValue>,
+    /// The store's revision when the range was read.
+    pub revision: Revision,
+    /// More keys follow the last one returned.
+    pub more: bool,
+}
+
+/// One change, as watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Created (`kv.create_revision == kv.mod_revision`) or updated; `prev` is the value
+    /// before an update (needed to tell watchers with selectors that an object left their set).
+    Put { kv: KeyValue, prev: Option<KeyValue> },
+    /// Deleted at `revision`; `prev` is the last value the key had.
+    Delete { prev: KeyValue, revision: Revision },
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        match self {
+            Event::Put { kv, .. } => kv.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put { kv, .. } => &kv.key,
+            Event::Delete { prev, .. } => &prev.key,
+        }
+    }
+}
+
+/// A stream of changes under a prefix, in revision order. It ends (yields `None`) when the
+/// watcher fell too far behind or the store shut down: the caller re-lists and re-watches,
+/// as etcd clients do.
+pub struct Watch {
+    receiver: tokio::sync::mpsc::Receiver<Arc<Event>>,
+}
+
+impl Watch {
+    pub async fn next(&mut self) -> Option<Arc<Event>> {
+        self.receiver.recv().await
+    }
+}
+
+/// The store contract. Every write bumps the one global revision and is durable
+/// before it returns.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current revision.
+    fn revision(&self) -> Revision;
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Keys starting with `prefix`, in key order, after `start_after` if given, at most
+    /// `limit` (0 = all).
+    async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range>;
+
+    /// Write `value` at `key` if `expect` holds; returns the stored key-value.
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<KeyValue>;
+
+    /// Delete `key` if `expect` holds (`Absent` is meaningless here and rejected);
+    /// returns the last value and the revision of the delete.
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(KeyValue, Revision)>;
+
+    /// Every change under `prefix` with a revision greater than `after`.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch>;
+
+    /// Drop the change history at and below `revision`.
+    async fn compact(&self, revision: Revision) -> Result<()>;
+}

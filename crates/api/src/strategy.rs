@@ -1,0 +1,583 @@
+//! What is special about each kind when it is written: decoding against the real type
+//! (unknown and mistyped fields), defaults, validation, which fields a field selector may
+//! use, and what create resets. Upstream keeps these in each kind's `registry/.../strategy.go`.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::resource::ResourceInfo;
+use crate::status::{ApiError, Cause, cause};
+
+/// `?fieldValidation=`: what to do with fields the type does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, not {other:?}"
+            ))),
+        }
+    }
+}
+
+fn roundtrip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// Decode `object` as its kind's real type and back: mistyped fields fail, unknown fields
+/// are dropped and reported (as warnings, or as an error under `Strict`).
+pub fn normalize(resource: &ResourceInfo, object: &Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+    let decoded = match resource.kind {
+        "Namespace" => roundtrip::<core::Namespace>(object),
+        "Node" => roundtrip::<core::Node>(object),
+        "Pod" => roundtrip::<core::Pod>(object),
+        "Service" => roundtrip::<core::Service>(object),
+        "Endpoints" => roundtrip::<core::Endpoints>(object),
+        "Event" => roundtrip::<core::Event>(object),
+        "ConfigMap" => roundtrip::<core::ConfigMap>(object),
+        "Secret" => roundtrip::<core::Secret>(object),
+        "Deployment" => roundtrip::<apps::Deployment>(object),
+        "ReplicaSet" => roundtrip::<apps::ReplicaSet>(object),
+        "Lease" => roundtrip::<coordination::Lease>(object),
+        other => return Err(ApiError::internal(format!("no type registered for kind {other}"))),
+    };
+    let decoded = decoded.map_err(|e| {
+        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", resource.kind, resource.api_version(), resource.kind))
+    })?;
+    let mut unknown = Vec::new();
+    if validation != FieldValidation::Ignore {
+        unknown_fields(object, &decoded, "", &mut unknown);
+    }
+    if validation == FieldValidation::Strict && !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+    }
+    Ok((decoded, unknown.into_iter().map(|f| format!("unknown field \"{f}\"")).collect()))
+}
+
+fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, decoded) {
+        (Value::Object(i), Value::Object(d)) => {
+            for (key, value) in i {
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match d.get(key) {
+                    Some(dv) => unknown_fields(value, dv, &child, out),
+                    None if !value.is_null() => out.push(child),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(d)) if i.len() == d.len() => {
+            for (n, (iv, dv)) in i.iter().zip(d).enumerate() {
+                unknown_fields(iv, dv, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fields `?fieldSelector=` may use for a kind (upstream's per-kind field label conversions).
+pub fn selectable_fields(resource: &ResourceInfo) -> &'static [&'static str] {
+    match resource.kind {
+        "Pod" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "Secret" => &["metadata.name", "metadata.namespace", "type"],
+        "Service" => &["metadata.name", "metadata.namespace", "spec.clusterIP", "spec.type"],
+        "Namespace" => &["metadata.name", "metadata.namespace", "status.phase"],
+        "Node" => &["metadata.name", "metadata.namespace", "spec.unschedulable"],
+        "ReplicaSet" => &["metadata.name", "metadata.namespace", "status.replicas"],
+        _ => &["metadata.name", "metadata.namespace"],
+    }
+}
+
+/// Kinds whose `metadata.generation` counts spec changes (what `observedGeneration` follows).
+pub fn tracks_generation(resource: &ResourceInfo) -> bool {
+    matches!(resource.kind, "Deployment" | "ReplicaSet" | "Service" | "Pod")
+}
+
+/// What a create resets: status is the system's to write, except for kinds without a
+/// status subresource (Events, Endpoints...) and Nodes, whose agent writes both.
+pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
+    let Some(map) = object.as_object_mut() else { return };
+    match resource.kind {
+        "Pod" => {
+            let qos = qos_class(map.get("spec").unwrap_or(&Value::Null));
+            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+        }
+        "Namespace" => {
+            map.insert("status".into(), json!({"phase": "Active"}));
+        }
+        "Deployment" | "ReplicaSet" => {
+            map.insert("status".into(), json!({}));
+        }
+        "Service" => {
+            map.insert("status".into(), json!({"loadBalancer": {}}));
+        }
+        _ => {}
+    }
+}
+
+/// Pod QoS class from requests and limits (upstream `GetPodQOS`, simplified to
+/// cpu and memory on regular containers).
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_string(), value);
+    }
+}
+
+fn default_probe(probe: &mut Value) {
+    if let Some(p) = probe.as_object_mut() {
+        set_default(p, "timeoutSeconds", json!(1));
+        set_default(p, "periodSeconds", json!(10));
+        set_default(p, "successThreshold", json!(1));
+        set_default(p, "failureThreshold", json!(3));
+        if let Some(h) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+            set_default(h, "path", json!("/"));
+            set_default(h, "scheme", json!("HTTP"));
+        }
+    }
+}
+
+fn default_container(container: &mut Value) {
+    let Some(c) = container.as_object_mut() else { return };
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    let tag_is_latest = {
+        let without_digest = image.split('@').next().unwrap_or("");
+        let last = without_digest.rsplit('/').next().unwrap_or("");
+        !image.contains('@') && last.split_once(':').is_none_or(|(_, tag)| tag == "latest")
+    };
+    set_default(c, "imagePullPolicy", json!(if tag_is_latest { "Always" } else { "IfNotPresent" }));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            set_default(port, "protocol", json!("TCP"));
+        }
+    }
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe) {
+            default_probe(p);
+        }
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    let Some(s) = spec.as_object_mut() else { return };
+    set_default(s, "restartPolicy", json!("Always"));
+    set_default(s, "terminationGracePeriodSeconds", json!(30));
+    set_default(s, "dnsPolicy", json!("ClusterFirst"));
+    set_default(s, "schedulerName", json!("default-scheduler"));
+    set_default(s, "securityContext", json!({}));
+    for list in ["initContainers", "containers"] {
+        if let Some(containers) = s.get_mut(list).and_then(Value::as_array_mut) {
+            containers.iter_mut().for_each(default_container);
+        }
+    }
+}
+
+fn default_template(object: &mut Value) {
+    if let Some(spec) = object.pointer_mut("/spec/template/spec") {
+        default_pod_spec(spec);
+    }
+}
+
+/// Fill in what the user left out, as upstream's `SetDefaults_*` do, so that readers
+/// (kubectl describe, controllers, template comparison) see one canonical shape.
+pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
+    match resource.kind {
+        "Pod" => {
+            if let Some(spec) = object.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+        }
+        "Deployment" => {
+            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(spec, "progressDeadlineSeconds", json!(600));
+                set_default(spec, "strategy", json!({}));
+                if let Some(strategy) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
+                    set_default(strategy, "type", json!("RollingUpdate"));
+                    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+                        set_default(strategy, "rollingUpdate", json!({}));
+                        if let Some(ru) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+                            set_default(ru, "maxSurge", json!("25%"));
+                            set_default(ru, "maxUnavailable", json!("25%"));
+                        }
+                    }
+                }
+            }
+            default_template(object);
+        }
+        "ReplicaSet" => {
+            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+                set_default(spec, "replicas", json!(1));
+            }
+            default_template(object);
+        }
+        "Service" => {
+            let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else { return };
+            set_default(spec, "type", json!("ClusterIP"));
+            let kind = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+            if kind != "ExternalName" {
+                set_default(spec, "sessionAffinity", json!("None"));
+                set_default(spec, "ipFamilies", json!(["IPv4"]));
+                set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+                set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+            }
+            if kind == "NodePort" || kind == "LoadBalancer" {
+                set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if kind == "LoadBalancer" {
+                set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    set_default(port, "protocol", json!("TCP"));
+                    if let Some(p) = port.get("port").cloned() {
+                        set_default(port, "targetPort", p);
+                    }
+                }
+            }
+        }
+        "Namespace" => {
+            if let Some(map) = object.as_object_mut() {
+                set_default(map, "spec", json!({"finalizers": ["kubernetes"]}));
+            }
+        }
+        "Secret" => {
+            if let Some(map) = object.as_object_mut() {
+                set_default(map, "type", json!("Opaque"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Validate a name for a kind; `None` when it is fine, else the message.
+pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
+    let label_only = matches!(resource.kind, "Namespace" | "Service");
+    let ok = if label_only { is_dns_label(name) } else { is_dns_subdomain(name) };
+    (!ok).then(|| {
+        if label_only {
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_string()
+        } else {
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string()
+        }
+    })
+}
+
+fn label_problems(object: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let Some(labels) = object.pointer(path).and_then(Value::as_object) else { return };
+    let field = path.trim_start_matches('/').replace('/', ".");
+    for (key, value) in labels {
+        let (prefix, name) = key.rsplit_once('/').map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+        if !name_ok || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+            causes.push(cause("FieldValueInvalid", &field, format!("Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+        }
+        let v = value.as_str().unwrap_or("");
+        let value_ok = v.is_empty()
+            || (v.len() <= 63
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric()));
+        if !value_ok {
+            causes.push(cause("FieldValueInvalid", &field, format!("Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
+        }
+    }
+}
+
+fn validate_pod_spec(spec: Option<&Value>, base: &str, causes: &mut Vec<Cause>) {
+    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let Some(containers) = containers.filter(|c| !c.is_empty()) else {
+        causes.push(cause("FieldValueRequired", &format!("{base}.containers"), "Required value"));
+        return;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in containers.iter().enumerate() {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            causes.push(cause("FieldValueRequired", &format!("{base}.containers[{i}].name"), "Required value"));
+        } else if !is_dns_label(name) {
+            causes.push(cause("FieldValueInvalid", &format!("{base}.containers[{i}].name"), format!("Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
+        } else if !seen.insert(name.to_string()) {
+            causes.push(cause("FieldValueDuplicate", &format!("{base}.containers[{i}].name"), format!("Duplicate value: {name:?}")));
+        }
+        if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+            causes.push(cause("FieldValueRequired", &format!("{base}.containers[{i}].image"), "Required value"));
+        }
+        for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+            if !(1..=65535).contains(&port) {
+                causes.push(cause("FieldValueInvalid", &format!("{base}.containers[{i}].ports[{j}].containerPort"), format!("Invalid value: {port}: must be between 1 and 65535, inclusive")));
+            }
+        }
+    }
+}
+
+fn non_negative(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
+    if let Some(n) = object.pointer(pointer).and_then(Value::as_i64).filter(|n| *n < 0) {
+        causes.push(cause("FieldValueInvalid", &pointer.trim_start_matches('/').replace('/', "."), format!("Invalid value: {n}: must be greater than or equal to 0")));
+    }
+}
+
+fn validate_selector_matches_template(object: &Value, causes: &mut Vec<Cause>) {
+    let selector = object.pointer("/spec/selector");
+    let Some(selector) = selector.filter(|s| s.as_object().is_some_and(|m| !m.is_empty())) else {
+        causes.push(cause("FieldValueRequired", "spec.selector", "Required value"));
+        return;
+    };
+    let labels = crate::selector::labels_of(object.pointer("/spec/template").unwrap_or(&Value::Null));
+    if !label_selector_matches(selector, &labels) {
+        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        causes.push(cause(
+            "FieldValueInvalid",
+            "spec.template.metadata.labels",
+            format!("Invalid value: map[string]string{{{}}}: `selector` does not match template `labels`", shown.join(", ")),
+        ));
+    }
+}
+
+/// Match a `metav1.LabelSelector` object (matchLabels + matchExpressions).
+pub fn label_selector_matches(selector: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    let match_labels = selector.get("matchLabels").and_then(Value::as_object);
+    let labels_ok = match_labels.into_iter().flatten().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
+    let expressions = selector.get("matchExpressions").and_then(Value::as_array);
+    let expressions_ok = expressions.into_iter().flatten().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let actual = labels.get(key).map(String::as_str);
+        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => actual.is_some_and(|a| values.contains(&a)),
+            "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
+            "Exists" => actual.is_some(),
+            "DoesNotExist" => actual.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// Check an object about to be stored (after defaults). `old` is the stored object on update.
+pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let mut causes = Vec::new();
+    if let Some(problem) = name_problem(resource, name) {
+        causes.push(cause("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: {problem}")));
+    }
+    label_problems(object, "/metadata/labels", &mut causes);
+    match resource.kind {
+        "Pod" => {
+            validate_pod_spec(object.get("spec"), "spec", &mut causes);
+            if let Some(old) = old {
+                // Pod specs are immutable but for a few fields; the agent relies on it.
+                let strip = |v: &Value| {
+                    let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
+                    if let Some(m) = s.as_object_mut() {
+                        for mutable in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+                            m.remove(mutable);
+                        }
+                        if let Some(cs) = m.get_mut("containers").and_then(Value::as_array_mut) {
+                            cs.iter_mut().filter_map(Value::as_object_mut).for_each(|c| {
+                                c.remove("image");
+                            });
+                        }
+                    }
+                    s
+                };
+                if strip(old) != strip(object) {
+                    causes.push(cause("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
+                }
+            }
+        }
+        "Deployment" | "ReplicaSet" => {
+            non_negative(object, "/spec/replicas", &mut causes);
+            non_negative(object, "/spec/minReadySeconds", &mut causes);
+            non_negative(object, "/spec/revisionHistoryLimit", &mut causes);
+            validate_selector_matches_template(object, &mut causes);
+            label_problems(object, "/spec/template/metadata/labels", &mut causes);
+            validate_pod_spec(object.pointer("/spec/template/spec"), "spec.template.spec", &mut causes);
+            if let (Some(old), Some(new_sel)) = (old, object.pointer("/spec/selector")) {
+                if old.pointer("/spec/selector").is_some_and(|s| s != new_sel) {
+                    causes.push(cause("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable"));
+                }
+            }
+        }
+        "Service" => {
+            let kind = object.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+            if !matches!(kind, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+                causes.push(cause("FieldValueNotSupported", "spec.type", format!("Unsupported value: {kind:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"")));
+            }
+            let ports = object.pointer("/spec/ports").and_then(Value::as_array);
+            if kind != "ExternalName" && ports.is_none_or(|p| p.is_empty()) && object.pointer("/spec/clusterIP") != Some(&json!("None")) {
+                causes.push(cause("FieldValueRequired", "spec.ports", "Required value"));
+            }
+            for (i, p) in ports.into_iter().flatten().enumerate() {
+                let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    causes.push(cause("FieldValueInvalid", &format!("spec.ports[{i}].port"), format!("Invalid value: {port}: must be between 1 and 65535, inclusive")));
+                }
+                if ports.is_some_and(|ps| ps.len() > 1) && p.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    causes.push(cause("FieldValueRequired", &format!("spec.ports[{i}].name"), "Required value"));
+                }
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(resource.group, resource.kind, name, causes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::find_kind;
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "sample-app-deployment"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "sample-app-pods"}},
+                "template": {"metadata": {"labels": {"app": "sample-app-pods"}},
+                    "spec": {"containers": [{"name": "sample-app", "image": "sample-app:v1", "ports": [{"containerPort": 8080}]}]}}
+            }
+        })
+    }
+
+    #[test]
+    fn normalize_reports_unknown_fields_and_rejects_them_when_strict() {
+        let r = find_kind("apps", "Deployment").unwrap();
+        let mut d = deployment();
+        d["spec"]["replicaz"] = json!(3);
+        let (_, warnings) = normalize(r, &d, FieldValidation::Warn).unwrap();
+        assert_eq!(warnings, vec!["unknown field \"spec.replicaz\""]);
+        let err = normalize(r, &d, FieldValidation::Strict).unwrap_err();
+        assert_eq!(err.code(), 400);
+        assert!(err.message.contains("unknown field \"spec.replicaz\""), "{}", err.message);
+    }
+
+    #[test]
+    fn normalize_rejects_wrong_types() {
+        let r = find_kind("apps", "Deployment").unwrap();
+        let mut d = deployment();
+        d["spec"]["replicas"] = json!("three");
+        assert_eq!(normalize(r, &d, FieldValidation::Warn).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn defaults_and_validation_of_the_sample_deployment() {
+        let r = find_kind("apps", "Deployment").unwrap();
+        let mut d = deployment();
+        apply_defaults(r, &mut d);
+        assert_eq!(d.pointer("/spec/strategy/rollingUpdate/maxSurge"), Some(&json!("25%")));
+        assert_eq!(d.pointer("/spec/template/spec/containers/0/imagePullPolicy"), Some(&json!("IfNotPresent")));
+        assert_eq!(d.pointer("/spec/template/spec/containers/0/ports/0/protocol"), Some(&json!("TCP")));
+        validate(r, &d, None).unwrap();
+        d["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
+        d["spec"]["replicas"] = json!(-1);
+        let err = validate(r, &d, None).unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert_eq!(err.causes.len(), 2, "{err:?}");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let svc = find_kind("", "Service").unwrap();
+        assert!(name_problem(svc, "web.v1").is_some());
+        assert!(name_problem(find_kind("", "Pod").unwrap(), "web.v1").is_none());
+        assert!(name_problem(svc, "Web").is_some());
+    }
+
+    #[test]
+    fn qos() {
+        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert_eq!(qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})), "Guaranteed");
+        assert_eq!(qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
+    }
+}
