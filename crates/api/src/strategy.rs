@@ -455,7 +455,8 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
                 let strip = |v: &Value| {
                     let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
                     if let Some(m) = s.as_object_mut() {
-                        for mutable in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+                        // nodeName is set once, by the binding.
+                        for mutable in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
                             m.remove(mutable);
                         }
                         if let Some(cs) = m.get_mut("containers").and_then(Value::as_array_mut) {
@@ -466,6 +467,10 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
                     }
                     s
                 };
+                let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+                if !old_node.is_empty() && object.pointer("/spec/nodeName").and_then(Value::as_str) != Some(old_node) {
+                    causes.push(cause("FieldValueForbidden", "spec.nodeName", "Forbidden: a pod's node cannot change once it is bound"));
+                }
                 if strip(old) != strip(object) {
                     causes.push(cause("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
                 }

@@ -1,1 +1,75 @@
-//! apiserver
+//! The Kubernetes REST API, served from the store.
+//!
+//! * [`request`]: URL and query parsing into one `ApiRequest`.
+//! * [`registry`]: objects in the store: keys, metadata rules, create/update/delete.
+//! * [`handlers`]: the verbs (get, list, create, update, patch, delete) and content negotiation.
+//! * [`watch`]: `?watch=true` streams.
+//! * [`subresources`]: status, scale, binding, log.
+//! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
+//! * [`allocate`]: Service cluster IPs and node ports.
+//! * [`gc`]: cascading deletion of dependents and namespaces.
+
+pub mod allocate;
+pub mod discovery;
+pub mod error;
+pub mod gc;
+pub mod handlers;
+pub mod registry;
+pub mod request;
+pub mod subresources;
+pub mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use podium_store::Store;
+
+pub use registry::Registry;
+
+/// Server-wide settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The range Service cluster IPs come from, e.g. `10.43.0.0/16`.
+    pub service_cidr: String,
+    /// The address clients reach the API server on, for discovery's serverAddressByClientCIDRs.
+    pub advertise_address: String,
+}
+
+/// Shared state of the API server.
+#[derive(Clone)]
+pub struct ApiServer {
+    pub registry: Arc<Registry>,
+    pub config: Arc<ApiConfig>,
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
+        ApiServer { registry: Arc::new(Registry::new(store, &config)), config: Arc::new(config) }
+    }
+
+    /// Create the namespaces every cluster has, if missing.
+    pub async fn bootstrap(&self) -> Result<(), podium_api::status::ApiError> {
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            self.registry.ensure_namespace(ns).await?;
+        }
+        Ok(())
+    }
+
+    /// The HTTP router: health, discovery, OpenAPI and every resource path.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(discovery::health))
+            .route("/livez", get(discovery::health))
+            .route("/readyz", get(discovery::health))
+            .route("/version", get(discovery::version))
+            .route("/api", get(discovery::api_versions))
+            .route("/apis", get(discovery::api_groups))
+            .route("/openapi/v3", get(discovery::openapi_root))
+            .route("/openapi/v3/{*path}", get(discovery::openapi_document))
+            .route("/api/{*path}", axum::routing::any(handlers::dispatch))
+            .route("/apis/{*path}", axum::routing::any(handlers::dispatch))
+            .fallback(handlers::not_found)
+            .with_state(self.clone())
+    }
+}

@@ -1,0 +1,130 @@
+//! Discovery (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/<g>/<v>`) and OpenAPI v3.
+//! Legacy discovery only: kubectl asks for aggregated discovery first and falls back
+//! when the reply is plain `application/json`.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use podium_api::resource::{RESOURCES, Subresource, group_versions};
+use podium_api::status::{ApiError, Reason};
+use serde_json::{Value, json};
+
+use crate::ApiServer;
+use crate::error::Failure;
+use crate::handlers::json_response;
+
+/// The Kubernetes version Podium speaks. `/usr/bin/kubectl` dispatches on the minor.
+pub const KUBERNETES_MINOR: &str = "33";
+
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+pub async fn version() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "major": "1",
+            "minor": KUBERNETES_MINOR,
+            "emulationMajor": "1",
+            "emulationMinor": KUBERNETES_MINOR,
+            "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-podium.{}", env!("CARGO_PKG_VERSION")),
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "",
+            "goVersion": "",
+            "compiler": "rustc",
+            "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+        }),
+        &[],
+    )
+}
+
+pub async fn api_versions(State(server): State<ApiServer>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server.config.advertise_address}],
+        }),
+        &[],
+    )
+}
+
+pub async fn api_groups() -> Response {
+    let groups: Vec<Value> = group_versions()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(group, version)| {
+            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+            json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}), &[])
+}
+
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// The APIResourceList of a group-version, with subresources.
+pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
+    let mut resources = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": VERBS,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        resources.push(entry);
+        for sub in r.subresources {
+            let name = format!("{}/{}", r.plural, sub.path());
+            let entry = match sub {
+                Subresource::Status => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}),
+                Subresource::Scale => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
+                Subresource::Binding => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Binding", "verbs": ["create"]}),
+                Subresource::Log => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Pod", "verbs": ["get"]}),
+            };
+            resources.push(entry);
+        }
+    }
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+        &[],
+    ))
+}
+
+pub async fn openapi_root() -> Response {
+    json_response(StatusCode::OK, podium_api::openapi::root_document(), &[])
+}
+
+pub async fn openapi_document(Path(path): Path<String>) -> Response {
+    let segments: Vec<&str> = path.split('/').collect();
+    let (group, version) = match segments.as_slice() {
+        ["api", version] => ("", *version),
+        ["apis", group, version] => (*group, *version),
+        _ => return Failure(ApiError::new(Reason::NotFound, format!("no OpenAPI document at /openapi/v3/{path}"))).into_response(),
+    };
+    match podium_api::openapi::group_version_bytes(group, version) {
+        Some((bytes, hash)) => {
+            let mut response = (StatusCode::OK, bytes).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                headers.insert(header::ETAG, etag);
+            }
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            response
+        }
+        None => Failure(ApiError::new(Reason::NotFound, format!("no OpenAPI document for {path}"))).into_response(),
+    }
+}

@@ -1,0 +1,367 @@
+//! Objects in the store: where each lives, and the metadata rules every write obeys
+//! (uid, creationTimestamp, generation, resourceVersion = the store's mod revision).
+//!
+//! Keys are `/registry/<plural>/<namespace>/<name>` (`/registry/<plural>/<name>` for
+//! cluster-scoped kinds), values the object's JSON without `resourceVersion`, which is
+//! filled in from the key's mod revision on every read.
+
+use std::sync::Arc;
+
+use podium_api::resource::{self, ResourceInfo};
+use podium_api::selector::{FieldSelector, LabelSelector};
+use podium_api::status::ApiError;
+use podium_api::strategy;
+use podium_store::{Expect, KeyValue, Revision, Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::ApiConfig;
+use crate::allocate::ServiceAllocator;
+use crate::error::store_failure;
+
+/// How many times a read-modify-write without a client precondition is retried on conflict.
+const UPDATE_RETRIES: usize = 16;
+
+/// The objects of every kind, over one store.
+pub struct Registry {
+    pub store: Arc<dyn Store>,
+    pub(crate) services: ServiceAllocator,
+}
+
+/// A list read: the matching objects and the revision they were read at.
+pub struct Listed {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    /// The key to continue after, when `limit` cut the list short.
+    pub continue_after: Option<String>,
+}
+
+/// RFC 3339 with second precision, as `metav1.Time` serializes.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    match namespace.filter(|_| resource.namespaced) {
+        Some(ns) => format!("/registry/{}/{}/{}", resource.plural, ns, name),
+        None => format!("/registry/{}/{}", resource.plural, name),
+    }
+}
+
+pub fn prefix(resource: &ResourceInfo, namespace: Option<&str>) -> String {
+    match namespace.filter(|_| resource.namespaced) {
+        Some(ns) => format!("/registry/{}/{}/", resource.plural, ns),
+        None => format!("/registry/{}/", resource.plural),
+    }
+}
+
+/// Decode a stored object and stamp its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+pub fn set_resource_version(object: &mut Value, revision: Revision) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(revision.to_string()));
+    }
+}
+
+fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&object).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+}
+
+pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+/// Parse a client-given resourceVersion.
+pub fn parse_revision(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>().map_err(|_| {
+        ApiError::bad_request(format!("resourceVersion: Invalid value: {rv:?}: must be a non-negative decimal integer"))
+    })
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, config: &ApiConfig) -> Self {
+        Registry { store, services: ServiceAllocator::new(&config.service_cidr) }
+    }
+
+    pub async fn get(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let key = key(resource, namespace, name);
+        match self.store.get(&key).await.map_err(store_failure)? {
+            Some(kv) => decode(&kv),
+            None => Err(ApiError::not_found(resource.group, resource.plural, name)),
+        }
+    }
+
+    pub async fn get_raw(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Option<KeyValue>, ApiError> {
+        self.store.get(&key(resource, namespace, name)).await.map_err(store_failure)
+    }
+
+    /// List objects matching the selectors, paging by `limit` after `continue_after`.
+    pub async fn list(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        limit: usize,
+        continue_after: Option<&str>,
+    ) -> Result<Listed, ApiError> {
+        let prefix = prefix(resource, namespace);
+        let mut items = Vec::new();
+        let mut after = continue_after.map(str::to_string);
+        // Filter while paging so `limit` counts matches, as the watch cache does.
+        loop {
+            let page_size = if limit == 0 { 0 } else { (limit - items.len()).max(64) };
+            let range = self.store.range(&prefix, after.as_deref(), page_size).await.map_err(store_failure)?;
+            let mut last_key = None;
+            for kv in &range.kvs {
+                last_key = Some(kv.key.clone());
+                let object = decode(kv)?;
+                if labels.matches_object(&object) && fields.matches(&object) {
+                    items.push(object);
+                    if limit > 0 && items.len() == limit {
+                        let more = range.more || kv.key != range.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
+                        return Ok(Listed { items, revision: range.revision, continue_after: more.then(|| kv.key.clone()) });
+                    }
+                }
+            }
+            if !range.more {
+                return Ok(Listed { items, revision: range.revision, continue_after: None });
+            }
+            after = last_key;
+        }
+    }
+
+    /// Create: stamp metadata, default, validate, allocate, store. `object` is already
+    /// normalized against its type.
+    pub async fn create(&self, resource: &ResourceInfo, namespace: Option<&str>, mut object: Value, dry_run: bool) -> Result<Value, ApiError> {
+        if let Some(ns) = namespace.filter(|_| resource.namespaced) {
+            let ns_info = resource::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+            let namespace_object = self.get(ns_info, None, ns).await?;
+            if namespace_object.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::new(
+                    podium_api::status::Reason::Conflict,
+                    format!("{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated", resource.plural, meta_str(&object, "name").unwrap_or("")),
+                ));
+            }
+        }
+        let meta = object
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ApiError::bad_request("metadata is required"))?;
+        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
+        for system in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink"] {
+            meta.remove(system);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        if strategy::tracks_generation(resource) {
+            meta.insert("generation".into(), json!(1));
+        }
+        match namespace.filter(|_| resource.namespaced) {
+            Some(ns) => {
+                meta.insert("namespace".into(), json!(ns));
+            }
+            None => {
+                meta.remove("namespace");
+            }
+        }
+        let generate_name = meta.get("generateName").and_then(Value::as_str).map(str::to_string);
+        let fixed_name = meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_string);
+        strategy::prepare_for_create(resource, &mut object);
+        strategy::apply_defaults(resource, &mut object);
+
+        let attempts = if fixed_name.is_none() && generate_name.is_some() { 8 } else { 1 };
+        for _ in 0..attempts {
+            let name = match (&fixed_name, &generate_name) {
+                (Some(name), _) => name.clone(),
+                (None, Some(base)) => {
+                    let base: String = base.chars().take(58).collect();
+                    format!("{base}{}", random_suffix())
+                }
+                (None, None) => {
+                    return Err(ApiError::invalid(resource.group, resource.kind, "", vec![podium_api::status::cause("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]));
+                }
+            };
+            object["metadata"]["name"] = json!(name);
+            strategy::validate(resource, &object, None)?;
+            if resource.kind == "Service" {
+                self.services.allocate(self, &mut object, None).await?;
+            }
+            if dry_run {
+                return Ok(object);
+            }
+            let key = key(resource, namespace, &name);
+            match self.store.put(&key, encode(&object)?, Expect::Absent).await {
+                Ok(kv) => {
+                    set_resource_version(&mut object, kv.mod_revision);
+                    return Ok(object);
+                }
+                Err(StoreError::AlreadyExists(_)) if fixed_name.is_none() => {
+                    if resource.kind == "Service" {
+                        self.services.release(&object).await;
+                    }
+                    continue;
+                }
+                Err(StoreError::AlreadyExists(_)) => {
+                    if resource.kind == "Service" {
+                        self.services.release(&object).await;
+                    }
+                    return Err(ApiError::already_exists(resource.group, resource.plural, &name));
+                }
+                Err(e) => return Err(store_failure(e)),
+            }
+        }
+        Err(ApiError::new(
+            podium_api::status::Reason::AlreadyExists,
+            format!("{} could not find a free name from generateName after 8 tries", resource.plural),
+        ))
+    }
+
+    /// Read-modify-write one object. `mutate` gets the current object and returns the
+    /// desired one; `precondition` is the client's resourceVersion, if it gave one (then a
+    /// conflict is the client's to resolve; otherwise we retry on the fresh object).
+    pub async fn update_with<F>(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        dry_run: bool,
+        mut mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(Value) -> Result<Value, ApiError>,
+    {
+        let key = key(resource, namespace, name);
+        for _ in 0..UPDATE_RETRIES {
+            let Some(kv) = self.store.get(&key).await.map_err(store_failure)? else {
+                return Err(ApiError::not_found(resource.group, resource.plural, name));
+            };
+            if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(ApiError::stale(resource.group, resource.plural, name));
+            }
+            let old = decode(&kv)?;
+            let mut new = mutate(old.clone())?;
+            self.finish_update(resource, &old, &mut new).await?;
+            if strip_rv(&new) == strip_rv(&old) {
+                return Ok(old);
+            }
+            if dry_run {
+                return Ok(new);
+            }
+            // A deleting object whose last finalizer was just removed is gone for good.
+            let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
+                && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+            if finalizers_done && old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) {
+                return match self.store.delete(&key, Expect::Revision(kv.mod_revision)).await {
+                    Ok((_, revision)) => {
+                        set_resource_version(&mut new, revision);
+                        Ok(new)
+                    }
+                    Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) => Err(ApiError::stale(resource.group, resource.plural, name)),
+                    Err(e) => Err(store_failure(e)),
+                };
+            }
+            match self.store.put(&key, encode(&new)?, Expect::Revision(kv.mod_revision)).await {
+                Ok(stored) => {
+                    set_resource_version(&mut new, stored.mod_revision);
+                    return Ok(new);
+                }
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(resource.group, resource.plural, name)),
+                Err(StoreError::NotFound(_)) => return Err(ApiError::not_found(resource.group, resource.plural, name)),
+                Err(e) => return Err(store_failure(e)),
+            }
+        }
+        Err(ApiError::stale(resource.group, resource.plural, name))
+    }
+
+    /// The rules of every update: identity and system metadata are the server's,
+    /// generation counts spec changes, defaults and validation apply.
+    async fn finish_update(&self, resource: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+        let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        {
+            let meta = new
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| ApiError::bad_request("metadata is required"))?;
+            for system in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+                match old_meta.get(system) {
+                    Some(v) => meta.insert(system.into(), v.clone()),
+                    None => meta.remove(system),
+                };
+            }
+            meta.remove("managedFields");
+            meta.remove("selfLink");
+        }
+        strategy::apply_defaults(resource, new);
+        if strategy::tracks_generation(resource) && new.get("spec") != old.get("spec") {
+            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            new["metadata"]["generation"] = json!(generation);
+        }
+        strategy::validate(resource, new, Some(old))?;
+        if resource.kind == "Service" {
+            self.services.allocate(self, new, Some(old)).await?;
+        }
+        Ok(())
+    }
+
+    /// Remove an object now. `expect` carries the preconditions.
+    pub async fn remove(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str, expect: Expect) -> Result<Value, ApiError> {
+        let key = key(resource, namespace, name);
+        match self.store.delete(&key, expect).await {
+            Ok((prev, revision)) => {
+                let mut object = decode(&prev)?;
+                set_resource_version(&mut object, revision);
+                if resource.kind == "Service" {
+                    self.services.release(&object).await;
+                }
+                Ok(object)
+            }
+            Err(StoreError::NotFound(_)) => Err(ApiError::not_found(resource.group, resource.plural, name)),
+            Err(StoreError::Conflict { .. }) => Err(ApiError::stale(resource.group, resource.plural, name)),
+            Err(e) => Err(store_failure(e)),
+        }
+    }
+
+    /// Create a namespace if it does not exist.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<(), ApiError> {
+        let ns = resource::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+        if self.get_raw(ns, None, name).await?.is_some() {
+            return Ok(());
+        }
+        let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match self.create(ns, None, object, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == podium_api::status::Reason::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn strip_rv(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    object
+}

@@ -1,0 +1,171 @@
+//! `?watch=true`: a chunked stream of newline-delimited watch events.
+//!
+//! ```text
+//!  resourceVersion ""/"0" ──► list now ──► ADDED × n ──┐
+//!  resourceVersion N ───────────────────────────────────┼──► store watch after R ──► filter ──► ADDED/MODIFIED/DELETED
+//!  sendInitialEvents=true ─► ADDED × n ─► BOOKMARK(initial-events-end)┘                  (selectors decide membership)
+//! ```
+//! An object that stops matching a selector is sent as DELETED, one that starts as ADDED.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use podium_api::resource::ResourceInfo;
+use podium_api::status::ApiError;
+use podium_api::table;
+use podium_store::{Event, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::ApiResult;
+use crate::handlers::{Call, selectors};
+use crate::registry::{decode, parse_revision, prefix, set_resource_version};
+
+/// Without `timeoutSeconds`, a watch ends after this long, as upstream's 30–60 min.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+
+struct Encoder {
+    resource: &'static ResourceInfo,
+    table: bool,
+    include: table::IncludeObject,
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn event(&mut self, kind: &str, object: &Value) -> Bytes {
+        let object = if self.table {
+            let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+            let t = table::render(self.resource, std::slice::from_ref(object), meta, self.include, jiff::Timestamp::now(), !self.sent_columns);
+            self.sent_columns = true;
+            t
+        } else {
+            object.clone()
+        };
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+
+    fn bookmark(&self, revision: u64, initial_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
+        let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+
+    fn error(&self, e: &ApiError) -> Bytes {
+        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
+pub async fn serve(call: Call, resource: &'static ResourceInfo, namespace: Option<String>) -> ApiResult<Response> {
+    let (labels, fields) = selectors(&call, resource)?;
+    let timeout = match call.param("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: Invalid value: {t:?}")))?),
+        None => DEFAULT_TIMEOUT,
+    };
+    let bookmarks = call.param("allowWatchBookmarks") == Some("true");
+    let send_initial = call.param("sendInitialEvents") == Some("true");
+    let requested = match call.param("resourceVersion") {
+        None | Some("0") => None,
+        Some(rv) => Some(parse_revision(rv)?),
+    };
+    let registry = call.server.registry.clone();
+    let prefix = prefix(resource, namespace.as_deref());
+    let mut encoder = Encoder { resource, table: call.wants_table(), include: call.include_object(), sent_columns: false };
+
+    // Initial state: synthetic ADDED events when no (or a zero) resourceVersion was given.
+    let mut initial = Vec::new();
+    let start = match requested {
+        Some(rv) if !send_initial => rv,
+        _ => {
+            let listed = registry.list(resource, namespace.as_deref(), &labels, &fields, 0, None).await?;
+            initial = listed.items;
+            listed.revision
+        }
+    };
+    let watch = registry.store.watch(&prefix, start).await;
+
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let mut watch = match watch {
+            Ok(w) => w,
+            Err(StoreError::Compacted { requested, compacted }) => {
+                let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
+                let _ = sender.send(Ok(encoder.error(&e))).await;
+                return;
+            }
+            Err(e) => {
+                let _ = sender.send(Ok(encoder.error(&ApiError::internal(e.to_string())))).await;
+                return;
+            }
+        };
+        for object in &initial {
+            if sender.send(Ok(encoder.event("ADDED", object))).await.is_err() {
+                return;
+            }
+        }
+        let mut last_revision = start;
+        if send_initial && sender.send(Ok(encoder.bookmark(start, true))).await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = sender.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if sender.send(Ok(encoder.bookmark(last_revision, false))).await.is_err() {
+                        return;
+                    }
+                }
+                event = watch.next() => {
+                    // The store dropped us (too slow) or shut down: end; clients re-watch.
+                    let Some(event) = event else { return };
+                    last_revision = event.revision();
+                    let line = match &*event {
+                        Event::Put { kv, prev } => {
+                            let Ok(object) = decode(kv) else { continue };
+                            let now = labels.matches_object(&object) && fields.matches(&object);
+                            let before = prev.as_ref().and_then(|p| decode(p).ok()).map(|o| labels.matches_object(&o) && fields.matches(&o));
+                            match (before, now) {
+                                (None | Some(false), true) => encoder.event("ADDED", &object),
+                                (Some(true), true) => encoder.event("MODIFIED", &object),
+                                (Some(true), false) => encoder.event("DELETED", &object),
+                                (_, false) => continue,
+                            }
+                        }
+                        Event::Delete { prev, revision } => {
+                            let Ok(mut object) = decode(prev) else { continue };
+                            if !(labels.matches_object(&object) && fields.matches(&object)) {
+                                continue;
+                            }
+                            set_resource_version(&mut object, *revision);
+                            encoder.event("DELETED", &object)
+                        }
+                    };
+                    if sender.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}

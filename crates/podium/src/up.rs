@@ -1,0 +1,129 @@
+//! `podium up`: one process running the whole single-node cluster, each component
+//! talking to the API server over HTTP exactly as it would from another host.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use podium_runtime::Runtime;
+use podium_runtime_embedded::{EmbeddedConfig, EmbeddedRuntime};
+
+use crate::cli::UpArgs;
+
+fn runtime_config(data_dir: &Path, pod_cidr: &str, bridge: &str) -> anyhow::Result<EmbeddedConfig> {
+    Ok(EmbeddedConfig {
+        state_dir: data_dir.join("runtime"),
+        log_dir: data_dir.join("logs"),
+        bridge: bridge.to_string(),
+        pod_cidr: pod_cidr.to_string(),
+        cgroup_parent: format!("podium-{}", data_dir_tag(data_dir)),
+        shim_exe: std::env::current_exe().context("finding the podium binary to run shims")?,
+        dns_servers: Vec::new(),
+    })
+}
+
+/// A short stable tag per data dir, so two clusters on one host keep separate cgroups.
+fn data_dir_tag(data_dir: &Path) -> String {
+    let mut hash: u32 = 0x811c9dc5;
+    for b in data_dir.to_string_lossy().bytes() {
+        hash = (hash ^ b as u32).wrapping_mul(0x01000193);
+    }
+    format!("{hash:08x}")
+}
+
+fn write_kubeconfig(path: &Path, server: &str) -> anyhow::Result<()> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: podium\n  cluster:\n    server: {server}\ncontexts:\n- name: podium\n  context:\n    cluster: podium\n    user: admin\n    namespace: default\ncurrent-context: podium\nusers:\n- name: admin\n  user: {{}}\n"
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_lowercase()).unwrap_or_else(|_| "podium".into())
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn,hyper=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+
+    let store = podium_store::RedbStore::open(data_dir.join("state.redb"))
+        .context("opening the store (is another `podium up` running on this data dir?)")?
+        .shared();
+    let api = podium_apiserver::ApiServer::new(
+        Arc::new(store),
+        podium_apiserver::ApiConfig { service_cidr: args.service_cidr.clone(), advertise_address: args.listen.to_string() },
+    );
+    api.bootstrap().await.map_err(|e| anyhow::anyhow!("bootstrapping namespaces: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the API server to {} (is the port in use?)", args.listen))?;
+    let router = api.router();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = format!("http://{}", args.listen);
+    write_kubeconfig(&data_dir.join("kubeconfig"), &url)?;
+    tracing::info!(api = %url, kubeconfig = %data_dir.join("kubeconfig").display(), "API server ready");
+
+    let client = kube::Client::try_from(kube::Config::new(url.parse()?)).context("building the API client")?;
+    let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
+    let runtime: Arc<dyn Runtime> = Arc::new(
+        EmbeddedRuntime::new(runtime_config(&data_dir, &args.pod_cidr, &args.bridge)?, images)
+            .context("starting the embedded runtime")?,
+    );
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    let agent_config = podium_agent::AgentConfig {
+        node_name: node_name.clone(),
+        node_ip: args.node_ip,
+        pod_cidr: args.pod_cidr.clone(),
+        agent_listen: std::net::SocketAddr::new(args.node_ip, 0),
+        drain_delay: Duration::from_secs(1),
+    };
+    let proxy_config = podium_proxy::ProxyConfig { node_ip: args.node_ip, cluster_ip_interface: "podium-svc".into() };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move { server.await?.context("API server") });
+    tasks.spawn(podium_controllers::run(client.clone()));
+    tasks.spawn(podium_scheduler::run(client.clone()));
+    tasks.spawn(podium_agent::run(client.clone(), agent_config, runtime));
+    tasks.spawn(podium_proxy::run(client.clone(), proxy_config));
+    let gc = api.clone();
+    tasks.spawn(async move {
+        podium_apiserver::gc::run(gc, Duration::from_secs(30)).await;
+        Ok(())
+    });
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; containers keep running (stop them with `podium down`)"),
+        _ = sigterm.recv() => tracing::info!("terminated; containers keep running (stop them with `podium down`)"),
+        Some(done) = tasks.join_next() => {
+            let result = done.context("a component panicked")?;
+            result.context("a component stopped")?;
+            anyhow::bail!("a component stopped unexpectedly");
+        }
+    }
+    Ok(())
+}
+
+/// Stop every container of the data dir and release what the runtime holds on the host.
+pub async fn down(data_dir: PathBuf) -> anyhow::Result<()> {
+    let data_dir = data_dir.canonicalize().with_context(|| format!("{} does not exist", data_dir.display()))?;
+    let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
+    let config = runtime_config(&data_dir, "10.42.0.0/24", "podium0")?;
+    let runtime = EmbeddedRuntime::new(config, images).context("opening the embedded runtime")?;
+    let recovered = runtime.recover().await?;
+    for sandbox in &recovered.sandboxes {
+        eprintln!("Stopping pod {} ...", sandbox.pod_uid);
+        runtime.remove_sandbox(&sandbox.pod_uid).await?;
+    }
+    eprintln!("Stopped {} pods.", recovered.sandboxes.len());
+    Ok(())
+}
