@@ -472,7 +472,7 @@ pub async fn delete_object(
             return Err(ApiError::new(Reason::Conflict, format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
         }
         let object = registry
-            .update_with(resource, None, name, request.resource_version, false, |mut ns| {
+            .update_deletion(resource, None, name, request.resource_version, |mut ns| {
                 if ns.pointer("/metadata/deletionTimestamp").is_none() {
                     ns["metadata"]["deletionTimestamp"] = json!(crate::registry::now_rfc3339());
                 }
@@ -496,7 +496,7 @@ pub async fn delete_object(
                 return Ok((current, false));
             }
             let object = registry
-                .update_with(resource, namespace, name, request.resource_version, false, |mut pod| {
+                .update_deletion(resource, namespace, name, request.resource_version, |mut pod| {
                     let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
                     pod["metadata"]["deletionTimestamp"] = json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
                     pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
@@ -510,7 +510,7 @@ pub async fn delete_object(
     let has_finalizers = current.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     if has_finalizers || propagation == "Foreground" {
         let object = registry
-            .update_with(resource, namespace, name, request.resource_version, false, |mut obj| {
+            .update_deletion(resource, namespace, name, request.resource_version, |mut obj| {
                 if obj.pointer("/metadata/deletionTimestamp").is_none() {
                     obj["metadata"]["deletionTimestamp"] = json!(crate::registry::now_rfc3339());
                     obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);

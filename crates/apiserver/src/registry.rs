@@ -245,6 +245,39 @@ impl Registry {
         name: &str,
         precondition: Option<Revision>,
         dry_run: bool,
+        mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(Value) -> Result<Value, ApiError>,
+    {
+        self.update_inner(resource, namespace, name, precondition, dry_run, false, mutate).await
+    }
+
+    /// [`Self::update_with`] for the server's own deletion steps, which may set
+    /// `deletionTimestamp` and `deletionGracePeriodSeconds` (clients may not).
+    pub async fn update_deletion<F>(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(Value) -> Result<Value, ApiError>,
+    {
+        self.update_inner(resource, namespace, name, precondition, false, true, mutate).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn update_inner<F>(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        dry_run: bool,
+        deleting: bool,
         mut mutate: F,
     ) -> Result<Value, ApiError>
     where
@@ -260,7 +293,7 @@ impl Registry {
             }
             let old = decode(&kv)?;
             let mut new = mutate(old.clone())?;
-            self.finish_update(resource, &old, &mut new).await?;
+            self.finish_update(resource, &old, &mut new, deleting).await?;
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(old);
             }
@@ -297,17 +330,22 @@ impl Registry {
 
     /// The rules of every update: identity and system metadata are the server's,
     /// generation counts spec changes, defaults and validation apply.
-    async fn finish_update(&self, resource: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+    async fn finish_update(&self, resource: &ResourceInfo, old: &Value, new: &mut Value, deleting: bool) -> Result<(), ApiError> {
         let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
         {
             let meta = new
                 .get_mut("metadata")
                 .and_then(Value::as_object_mut)
                 .ok_or_else(|| ApiError::bad_request("metadata is required"))?;
-            for system in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
-                match old_meta.get(system) {
-                    Some(v) => meta.insert(system.into(), v.clone()),
-                    None => meta.remove(system),
+            let preserved: &[&str] = if deleting {
+                &["uid", "creationTimestamp", "namespace", "name", "generation"]
+            } else {
+                &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"]
+            };
+            for system in preserved {
+                match old_meta.get(*system) {
+                    Some(v) => meta.insert(system.to_string(), v.clone()),
+                    None => meta.remove(*system),
                 };
             }
             meta.remove("managedFields");

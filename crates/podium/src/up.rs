@@ -54,6 +54,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
+    // `podium down` needs the same network settings to find what `up` made.
+    let settings = serde_json::json!({"pod_cidr": args.pod_cidr, "bridge": args.bridge});
+    std::fs::write(data_dir.join("node.json"), settings.to_string()).context("writing node.json")?;
 
     let store = podium_store::RedbStore::open(data_dir.join("state.redb"))
         .context("opening the store (is another `podium up` running on this data dir?)")?
@@ -117,7 +120,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 pub async fn down(data_dir: PathBuf) -> anyhow::Result<()> {
     let data_dir = data_dir.canonicalize().with_context(|| format!("{} does not exist", data_dir.display()))?;
     let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
-    let config = runtime_config(&data_dir, "10.42.0.0/24", "podium0")?;
+    let settings: serde_json::Value =
+        std::fs::read(data_dir.join("node.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let field = |name: &str, default: &str| settings[name].as_str().unwrap_or(default).to_string();
+    let config = runtime_config(&data_dir, &field("pod_cidr", "10.42.0.0/24"), &field("bridge", "podium0"))?;
     let runtime = EmbeddedRuntime::new(config, images).context("opening the embedded runtime")?;
     let recovered = runtime.recover().await?;
     for sandbox in &recovered.sandboxes {
