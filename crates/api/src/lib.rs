@@ -1,9 +1,15 @@
 //! Kubernetes API machinery with no I/O.
 //!
 //! * [`resource`]: the table of served resources, read by discovery, routing and OpenAPI.
+//! * [`strategy`]: per-kind decoding, defaults, validation and field selectors.
+//! * [`selector`]: label and field selector parsing and matching.
+//! * [`status`]: `metav1.Status` errors.
 //! * [`table`]: `meta.k8s.io/v1` Table rendering, the columns `kubectl get` prints.
 //! * [`openapi`]: OpenAPI v3 documents generated from the k8s-openapi types.
 
 pub mod openapi;
 pub mod resource;
+pub mod selector;
+pub mod status;
+pub mod strategy;
 pub mod table;
