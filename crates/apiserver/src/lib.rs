@@ -56,6 +56,23 @@ impl ApiServer {
         Ok(())
     }
 
+    /// Compact the store's change history as upstream does: every `period`, drop what is
+    /// older than the revision seen one period ago, so watches can resume from anything
+    /// newer than that and the log does not grow without bound.
+    pub async fn run_compactor(&self, period: std::time::Duration) {
+        let store = self.registry.store.clone();
+        let mut previous = store.revision();
+        loop {
+            tokio::time::sleep(period).await;
+            if previous > 0 {
+                if let Err(e) = store.compact(previous).await {
+                    tracing::warn!(error = %e, "compaction failed");
+                }
+            }
+            previous = store.revision();
+        }
+    }
+
     /// The HTTP router: health, discovery, OpenAPI and every resource path.
     pub fn router(&self) -> Router {
         Router::new()

@@ -97,6 +97,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     tasks.spawn(podium_scheduler::run(client.clone()));
     tasks.spawn(podium_agent::run(client.clone(), agent_config, runtime));
     tasks.spawn(podium_proxy::run(client.clone(), proxy_config));
+    let compactor = api.clone();
+    tasks.spawn(async move {
+        compactor.run_compactor(Duration::from_secs(300)).await;
+        Ok(())
+    });
     let gc = api.clone();
     tasks.spawn(async move {
         podium_apiserver::gc::run(gc, Duration::from_secs(30)).await;
