@@ -103,6 +103,27 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     ))
 }
 
+/// `/openapi/v2`: kubectl falls back to it (as protobuf) to validate kinds it did not find in
+/// the v3 documents. Podium describes its kinds in v3 only, so this is a valid, empty
+/// gnostic `openapi_v2.Document` (swagger "2.0", info, no paths or definitions): kubectl
+/// then finds no schema, skips client-side validation, and reports an unknown kind as
+/// upstream does ("no matches for kind"). Encoded by hand: three fields are not worth a
+/// protobuf dependency.
+pub async fn openapi_v2() -> Response {
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+    let info = [field(1, b"Kubernetes"), field(2, format!("v1.{KUBERNETES_MINOR}.0").as_bytes())].concat();
+    let document = [field(1, b"2.0"), field(2, &info), field(8, &[])].concat();
+    let mut response = (StatusCode::OK, document).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"));
+    response
+}
+
 pub async fn openapi_root() -> Response {
     json_response(StatusCode::OK, podium_api::openapi::root_document(), &[])
 }

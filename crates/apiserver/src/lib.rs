@@ -82,6 +82,7 @@ impl ApiServer {
             .route("/version", get(discovery::version))
             .route("/api", get(discovery::api_versions))
             .route("/apis", get(discovery::api_groups))
+            .route("/openapi/v2", get(discovery::openapi_v2))
             .route("/openapi/v3", get(discovery::openapi_root))
             .route("/openapi/v3/{*path}", get(discovery::openapi_document))
             .route("/api/{*path}", axum::routing::any(handlers::dispatch))
