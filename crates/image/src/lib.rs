@@ -2,6 +2,16 @@
 //!
 //! `podium image import` writes here while `podium up` reads, so the store is plain
 //! files updated by atomic rename, never a database the server holds open.
+//!
+//! Layout under the store's root:
+//! * `layers/<diff-id hex>/`: one unpacked layer, renamed into place once complete
+//! * `configs/<image-id hex>.json`: the image config blob, verbatim
+//! * `index.json`: reference (`docker.io/library/name:tag`) → image id, layer diff-ids,
+//!   size; replaced atomically under an exclusive `flock` on `index.lock`
+
+mod store;
+
+pub use store::{ImageStore, ImageSummary, normalize_reference};
 
 use std::path::PathBuf;
 
