@@ -4,10 +4,12 @@
 //! * [`strategy`]: per-kind decoding, defaults, validation and field selectors.
 //! * [`selector`]: label and field selector parsing and matching.
 //! * [`status`]: `metav1.Status` errors.
+//! * [`quantity`]: resource quantities (`100m`, `128Mi`) as numbers.
 //! * [`table`]: `meta.k8s.io/v1` Table rendering, the columns `kubectl get` prints.
 //! * [`openapi`]: OpenAPI v3 documents generated from the k8s-openapi types.
 
 pub mod openapi;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod status;

@@ -8,8 +8,6 @@
 //!              └─► none fit: FailedScheduling event + PodScheduled=False, retried on change
 //! ```
 
-pub mod quantity;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -22,7 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use podium_controllers::events::{EventType, Recorder};
 
-use quantity::{cpu_millis, memory_bytes};
+use podium_api::quantity::{cpu_millis, memory_bytes};
 
 /// A pod's requests: cpu in millicores, memory in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
