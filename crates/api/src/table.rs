@@ -1,63 +1,104 @@
-//! `meta.k8s.io/v1` Table rendering: the columns `kubectl get` prints, computed on the
-//! server as upstream's `pkg/printers/internalversion/printers.go` does.
+//! `meta.k8s.io/v1` Table rendering: the columns `kubectl get` prints, computed on the server as upstream's `pkg/printers/internalversion/printers.go` does.
+//!
+//! Rows are built as upstream's printers build them with `Wide: true` (the API server
+//! always does; kubectl hides the columns with priority 1 unless `-o wide`). Column
+//! descriptions are upstream's: the fixed texts of `printers.go`, or the field's
+//! documentation, read here from the k8s-openapi schemas that carry the same text.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use schemars::JsonSchema;
+use schemars::generate::SchemaGenerator;
+use serde_json::{Map, Value, json};
 
 use crate::resource::ResourceInfo;
 
 /// `?includeObject=`: what each row carries besides its cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IncludeObject {
+    /// Cells only.
     None,
+    /// A `PartialObjectMetadata` with the object's metadata (kubectl's `-A`, `--show-labels`).
     #[default]
     Metadata,
+    /// The whole object.
     Object,
 }
 
-/// apimachinery's `duration.HumanDuration`.
+/// apimachinery's `duration.HumanDuration`, for a duration in whole seconds (Go truncates
+/// toward zero, as `as_secs` does).
 pub fn human_duration(seconds: i64) -> String {
-    if seconds < 0 {
+    // Up to a second in the future counts as now: clocks of two machines drift.
+    if seconds < -1 {
         return "<invalid>".into();
     }
-    let s = seconds;
-    if s < 60 * 2 {
-        return format!("{s}s");
+    if seconds < 0 {
+        return "0s".into();
     }
-    let minutes = s / 60;
+    if seconds < 60 * 2 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
     if minutes < 10 {
-        let rem = s % 60;
-        return if rem == 0 { format!("{minutes}m") } else { format!("{minutes}m{rem}s") };
+        let s = seconds % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
     }
-    let hours = s / 3600;
+    let hours = seconds / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let days = (hours / 24) % 365;
-        return if days == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{days}d", hours / 24 / 365) };
+        return if days == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{days}d", hours / 24 / 365)
+        };
     }
     format!("{}y", hours / 24 / 365)
 }
 
-fn age(ts: Option<&str>, now: jiff::Timestamp) -> String {
-    match ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+fn timestamp(ts: Option<&str>) -> Option<jiff::Timestamp> {
+    ts.and_then(|t| t.parse::<jiff::Timestamp>().ok())
+}
+
+/// Upstream's `translateTimestampSince`: `<unknown>` for a zero (here: absent) time.
+fn since(ts: Option<jiff::Timestamp>, now: jiff::Timestamp) -> String {
+    match ts {
         Some(t) => human_duration(now.duration_since(t).as_secs()),
         None => "<unknown>".into(),
     }
+}
+
+fn age_of(ts: Option<&str>, now: jiff::Timestamp) -> String {
+    since(timestamp(ts), now)
 }
 
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -69,207 +110,809 @@ fn n(v: &Value, pointer: &str) -> i64 {
 }
 
 fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
-    v.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
-fn none_if_empty(s: String) -> String {
+fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
 }
 
-struct Column(&'static str, &'static str, i32);
+/// Where a column's description comes from.
+#[derive(Clone, Copy)]
+enum Doc {
+    /// A fixed text from `printers.go`.
+    Text(&'static str),
+    /// A field's documentation: (schema name, property).
+    Field(&'static str, &'static str),
+}
 
-fn selector_text(selector: &Value) -> String {
-    let mut parts: Vec<String> = selector
+struct Column {
+    name: &'static str,
+    kind: &'static str,
+    priority: u8,
+    doc: Doc,
+}
+
+const fn col(name: &'static str, kind: &'static str, priority: u8, doc: Doc) -> Column {
+    Column {
+        name,
+        kind,
+        priority,
+        doc,
+    }
+}
+
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+const NAME: Column = col("Name", "string", 0, Doc::Field(META, "name"));
+const AGE: Column = col("Age", "string", 0, Doc::Field(META, "creationTimestamp"));
+const CONTAINERS: Column = col(
+    "Containers",
+    "string",
+    1,
+    Doc::Text("Names of each container in the template."),
+);
+const IMAGES: Column = col(
+    "Images",
+    "string",
+    1,
+    Doc::Text("Images referenced by each container in the template."),
+);
+
+const POD: &[Column] = &[
+    NAME,
+    col(
+        "Ready",
+        "string",
+        0,
+        Doc::Text("The aggregate readiness state of this pod for accepting traffic."),
+    ),
+    col(
+        "Status",
+        "string",
+        0,
+        Doc::Text("The aggregate status of the containers in this pod."),
+    ),
+    col(
+        "Restarts",
+        "string",
+        0,
+        Doc::Text(
+            "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+        ),
+    ),
+    AGE,
+    col(
+        "IP",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.PodStatus", "podIP"),
+    ),
+    col(
+        "Node",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.PodSpec", "nodeName"),
+    ),
+    col(
+        "Nominated Node",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.PodStatus", "nominatedNodeName"),
+    ),
+    col(
+        "Readiness Gates",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.PodSpec", "readinessGates"),
+    ),
+];
+const DEPLOYMENT: &[Column] = &[
+    NAME,
+    col(
+        "Ready",
+        "string",
+        0,
+        Doc::Text("Number of the pod with ready state"),
+    ),
+    col(
+        "Up-to-date",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.apps.v1.DeploymentStatus", "updatedReplicas"),
+    ),
+    col(
+        "Available",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.apps.v1.DeploymentStatus", "availableReplicas"),
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    col(
+        "Selector",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.apps.v1.DeploymentSpec", "selector"),
+    ),
+];
+const REPLICA_SET: &[Column] = &[
+    NAME,
+    col(
+        "Desired",
+        "integer",
+        0,
+        Doc::Field("io.k8s.api.apps.v1.ReplicaSetSpec", "replicas"),
+    ),
+    col(
+        "Current",
+        "integer",
+        0,
+        Doc::Field("io.k8s.api.apps.v1.ReplicaSetStatus", "replicas"),
+    ),
+    col(
+        "Ready",
+        "integer",
+        0,
+        Doc::Field("io.k8s.api.apps.v1.ReplicaSetStatus", "readyReplicas"),
+    ),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    col(
+        "Selector",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.apps.v1.ReplicaSetSpec", "selector"),
+    ),
+];
+const SERVICE: &[Column] = &[
+    NAME,
+    col(
+        "Type",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "type"),
+    ),
+    col(
+        "Cluster-IP",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "clusterIP"),
+    ),
+    col(
+        "External-IP",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "externalIPs"),
+    ),
+    col(
+        "Port(s)",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "ports"),
+    ),
+    AGE,
+    col(
+        "Selector",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "selector"),
+    ),
+];
+const NODE: &[Column] = &[
+    NAME,
+    col("Status", "string", 0, Doc::Text("The status of the node")),
+    col("Roles", "string", 0, Doc::Text("The roles of the node")),
+    AGE,
+    col(
+        "Version",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.NodeSystemInfo", "kubeletVersion"),
+    ),
+    col(
+        "Internal-IP",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.NodeStatus", "addresses"),
+    ),
+    col(
+        "External-IP",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.NodeStatus", "addresses"),
+    ),
+    col(
+        "OS-Image",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.NodeSystemInfo", "osImage"),
+    ),
+    col(
+        "Kernel-Version",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.NodeSystemInfo", "kernelVersion"),
+    ),
+    col(
+        "Container-Runtime",
+        "string",
+        1,
+        Doc::Field(
+            "io.k8s.api.core.v1.NodeSystemInfo",
+            "containerRuntimeVersion",
+        ),
+    ),
+];
+const NAMESPACE: &[Column] = &[
+    NAME,
+    col(
+        "Status",
+        "string",
+        0,
+        Doc::Text("The status of the namespace"),
+    ),
+    AGE,
+];
+const ENDPOINTS: &[Column] = &[
+    NAME,
+    col(
+        "Endpoints",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Endpoints", "subsets"),
+    ),
+    AGE,
+];
+const EVENT: &[Column] = &[
+    col(
+        "Last Seen",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Event", "lastTimestamp"),
+    ),
+    col(
+        "Type",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Event", "type"),
+    ),
+    col(
+        "Reason",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Event", "reason"),
+    ),
+    col(
+        "Object",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Event", "involvedObject"),
+    ),
+    col(
+        "Subobject",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.ObjectReference", "fieldPath"),
+    ),
+    col(
+        "Source",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.Event", "source"),
+    ),
+    col(
+        "Message",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Event", "message"),
+    ),
+    col(
+        "First Seen",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.Event", "firstTimestamp"),
+    ),
+    col(
+        "Count",
+        "string",
+        1,
+        Doc::Field("io.k8s.api.core.v1.Event", "count"),
+    ),
+    col("Name", "string", 1, Doc::Field(META, "name")),
+];
+const CONFIG_MAP: &[Column] = &[
+    NAME,
+    col(
+        "Data",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.ConfigMap", "data"),
+    ),
+    AGE,
+];
+const SECRET: &[Column] = &[
+    NAME,
+    col(
+        "Type",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Secret", "type"),
+    ),
+    col(
+        "Data",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.core.v1.Secret", "data"),
+    ),
+    AGE,
+];
+const LEASE: &[Column] = &[
+    NAME,
+    col(
+        "Holder",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.coordination.v1.LeaseSpec", "holderIdentity"),
+    ),
+    AGE,
+];
+const GENERIC: &[Column] = &[NAME, AGE];
+
+fn columns(kind: &str) -> &'static [Column] {
+    match kind {
+        "Pod" => POD,
+        "Deployment" => DEPLOYMENT,
+        "ReplicaSet" => REPLICA_SET,
+        "Service" => SERVICE,
+        "Node" => NODE,
+        "Namespace" => NAMESPACE,
+        "Endpoints" => ENDPOINTS,
+        "Event" => EVENT,
+        "ConfigMap" => CONFIG_MAP,
+        "Secret" => SECRET,
+        "Lease" => LEASE,
+        _ => GENERIC,
+    }
+}
+
+/// The schemas of every type a column description reads, generated once.
+fn field_docs() -> &'static Map<String, Value> {
+    static DOCS: OnceLock<Map<String, Value>> = OnceLock::new();
+    DOCS.get_or_init(|| {
+        use k8s_openapi::api::{
+            apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+        };
+        let mut generator = SchemaGenerator::default();
+        fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
+            generator.subschema_for::<T>();
+        }
+        add::<core::Pod>(&mut generator);
+        add::<core::Service>(&mut generator);
+        add::<core::Node>(&mut generator);
+        add::<core::Endpoints>(&mut generator);
+        add::<core::Event>(&mut generator);
+        add::<core::ConfigMap>(&mut generator);
+        add::<core::Secret>(&mut generator);
+        add::<apps::Deployment>(&mut generator);
+        add::<apps::ReplicaSet>(&mut generator);
+        add::<coordination::Lease>(&mut generator);
+        generator.take_definitions(false)
+    })
+}
+
+fn description(doc: Doc) -> &'static str {
+    match doc {
+        Doc::Text(text) => text,
+        Doc::Field(schema, property) => field_docs()
+            .get(schema)
+            .and_then(|s| s.pointer(&format!("/properties/{property}/description")))
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    }
+}
+
+/// Column definitions as upstream serializes them.
+fn column_definitions(kind: &str) -> Value {
+    static CACHE: OnceLock<BTreeMap<&'static str, Value>> = OnceLock::new();
+    let build = |columns: &[Column]| -> Value {
+        columns
+            .iter()
+            .map(|c| {
+                let format = if c.name == "Name" { "name" } else { "" };
+                json!({"name": c.name, "type": c.kind, "format": format, "description": description(c.doc), "priority": c.priority})
+            })
+            .collect()
+    };
+    let cache = CACHE.get_or_init(|| {
+        [
+            "Pod",
+            "Deployment",
+            "ReplicaSet",
+            "Service",
+            "Node",
+            "Namespace",
+            "Endpoints",
+            "Event",
+            "ConfigMap",
+            "Secret",
+            "Lease",
+            "",
+        ]
+        .into_iter()
+        .map(|k| (k, build(columns(k))))
+        .collect()
+    });
+    cache
+        .get(kind)
+        .or_else(|| cache.get(""))
+        .cloned()
+        .unwrap_or_else(|| build(GENERIC))
+}
+
+/// `metav1.LabelSelector` as `labels.Selector.String()` prints it: requirements sorted by
+/// key, set values sorted; None where upstream fails to convert (an unknown operator).
+fn label_selector_text(selector: Option<&Value>) -> Option<String> {
+    let Some(selector) = selector.filter(|s| s.is_object()) else {
+        return Some(String::new());
+    };
+    let mut requirements: Vec<(String, String)> = selector
         .get("matchLabels")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .map(|(k, v)| (k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))))
         .collect();
-    for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+    for e in arr(selector, "/matchExpressions") {
+        let key = s(e, "/key");
+        let mut values: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
+        values.sort_unstable();
+        let text = match s(e, "/operator") {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
             "Exists" => key.to_string(),
-            _ => format!("!{key}"),
-        });
+            "DoesNotExist" => format!("!{key}"),
+            _ => return None,
+        };
+        requirements.push((key.to_string(), text));
     }
-    none_if_empty(parts.join(","))
+    requirements.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(
+        requirements
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
-fn map_selector_text(selector: Option<&Value>) -> String {
-    let parts: Vec<String> = selector
+/// `labels.FormatLabels`: sorted `k=v` pairs, `<none>` when empty.
+fn format_labels(map: Option<&Value>) -> String {
+    let sorted: BTreeMap<&str, &str> = map
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
         .collect();
-    none_if_empty(parts.join(","))
+    or_none(
+        sorted
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
-/// Pod STATUS as upstream's `printPod` computes it.
-fn pod_status(pod: &Value) -> String {
-    let mut reason = s(pod, "/status/phase").to_string();
-    if !s(pod, "/status/reason").is_empty() {
-        reason = s(pod, "/status/reason").to_string();
+fn condition_true(conditions: &[Value], kind: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c["type"] == kind && c["status"] == "True")
+}
+
+/// The later of two optional times (Go's zero time loses every comparison).
+fn later(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Option<jiff::Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
-    let init = arr(pod, "/status/initContainerStatuses");
+}
+
+fn terminated_reason(terminated: &Value, prefix: &str) -> String {
+    let reason = s(terminated, "/reason");
+    if !reason.is_empty() {
+        return format!("{prefix}{reason}");
+    }
+    match n(terminated, "/signal") {
+        0 => format!("{prefix}ExitCode:{}", n(terminated, "/exitCode")),
+        signal => format!("{prefix}Signal:{signal}"),
+    }
+}
+
+/// Upstream's `printPod`: the cells and the row conditions of a finished pod.
+fn pod_row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
+    let phase = s(pod, "/status/phase");
+    let mut reason = if s(pod, "/status/reason").is_empty() {
+        phase.to_string()
+    } else {
+        s(pod, "/status/reason").to_string()
+    };
+    let conditions = arr(pod, "/status/conditions");
+    if conditions
+        .iter()
+        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated")
+    {
+        reason = "SchedulingGated".into();
+    }
+    let row_conditions = match phase {
+        "Succeeded" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]),
+        ),
+        "Failed" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]),
+        ),
+        _ => None,
+    };
+
+    // Sidecars: init containers with `restartPolicy: Always` run for the pod's life.
+    let init_specs = arr(pod, "/spec/initContainers");
+    let restartable = |name: &Value| {
+        init_specs
+            .iter()
+            .any(|c| &c["name"] == name && c["restartPolicy"] == "Always")
+    };
+    let total = arr(pod, "/spec/containers").len()
+        + init_specs
+            .iter()
+            .filter(|c| c["restartPolicy"] == "Always")
+            .count();
+    let mut ready = 0;
+    let mut restarts = 0;
+    let mut sidecar_restarts = 0;
+    let mut last_restart = None;
+    let mut last_sidecar_restart = None;
+    let finished = |c: &Value| {
+        timestamp(
+            c.pointer("/lastState/terminated/finishedAt")
+                .and_then(Value::as_str),
+        )
+    };
+
     let mut initializing = false;
-    for (i, c) in init.iter().enumerate() {
-        if let Some(t) = c.pointer("/state/terminated") {
-            if t["exitCode"].as_i64() == Some(0) {
-                continue;
-            }
-            reason = if !s(t, "/reason").is_empty() {
-                format!("Init:{}", s(t, "/reason"))
-            } else if t["signal"].as_i64().unwrap_or(0) != 0 {
-                format!("Init:Signal:{}", t["signal"])
-            } else {
-                format!("Init:ExitCode:{}", t["exitCode"])
-            };
-            initializing = true;
-        } else if c.pointer("/state/waiting/reason").and_then(Value::as_str).is_some_and(|r| r != "PodInitializing") {
-            reason = format!("Init:{}", s(c, "/state/waiting/reason"));
-            initializing = true;
-        } else {
-            reason = format!("Init:{i}/{}", arr(pod, "/spec/initContainers").len());
-            initializing = true;
+    for (i, c) in arr(pod, "/status/initContainerStatuses").iter().enumerate() {
+        restarts += n(c, "/restartCount");
+        last_restart = later(last_restart, finished(c));
+        let is_sidecar = restartable(&c["name"]);
+        if is_sidecar {
+            sidecar_restarts += n(c, "/restartCount");
+            last_sidecar_restart = later(last_sidecar_restart, finished(c));
         }
+        let terminated = c.pointer("/state/terminated");
+        let waiting_reason = s(c, "/state/waiting/reason");
+        if terminated.is_some_and(|t| n(t, "/exitCode") == 0) {
+            continue;
+        }
+        if is_sidecar && c["started"].as_bool() == Some(true) {
+            if c["ready"].as_bool() == Some(true) {
+                ready += 1;
+            }
+            continue;
+        }
+        reason = if let Some(t) = terminated {
+            terminated_reason(t, "Init:")
+        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
+            format!("Init:{waiting_reason}")
+        } else {
+            format!("Init:{i}/{}", init_specs.len())
+        };
+        initializing = true;
         break;
     }
-    if !initializing {
+
+    if !initializing || condition_true(conditions, "Initialized") {
+        restarts = sidecar_restarts;
+        last_restart = last_sidecar_restart;
         let mut has_running = false;
         for c in arr(pod, "/status/containerStatuses").iter().rev() {
-            if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
-                reason = r.to_string();
+            restarts += n(c, "/restartCount");
+            last_restart = later(last_restart, finished(c));
+            let waiting_reason = s(c, "/state/waiting/reason");
+            if !waiting_reason.is_empty() {
+                reason = waiting_reason.to_string();
             } else if let Some(t) = c.pointer("/state/terminated") {
-                reason = if !s(t, "/reason").is_empty() {
-                    s(t, "/reason").to_string()
-                } else if t["signal"].as_i64().unwrap_or(0) != 0 {
-                    format!("Signal:{}", t["signal"])
-                } else {
-                    format!("ExitCode:{}", t["exitCode"])
-                };
-            } else if c.pointer("/state/running").is_some() && c["ready"].as_bool() == Some(true) {
+                reason = terminated_reason(t, "");
+            } else if c["ready"].as_bool() == Some(true) && c.pointer("/state/running").is_some() {
                 has_running = true;
+                ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            let ready = arr(pod, "/status/conditions").iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
-            reason = if ready { "Running".into() } else { "NotReady".into() };
+            reason = if condition_true(conditions, "Ready") {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
-    if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        reason = if s(pod, "/status/reason") == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
-    }
-    if reason.is_empty() { "Pending".into() } else { reason }
-}
 
-fn pod_row(pod: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let statuses = arr(pod, "/status/containerStatuses");
-    let total = arr(pod, "/spec/containers").len();
-    let ready = statuses.iter().filter(|c| c["ready"].as_bool() == Some(true)).count();
-    let restarts: i64 = statuses.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
-    let last_restart = statuses.iter().filter_map(|c| c.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str)).max();
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        if s(pod, "/status/reason") == "NodeLost" {
+            reason = "Unknown".into();
+        } else if phase != "Succeeded" && phase != "Failed" {
+            reason = "Terminating".into();
+        }
+    }
+
     let restarts_text = match last_restart {
-        Some(t) if restarts > 0 => format!("{restarts} ({} ago)", age(Some(t), now)),
+        Some(t) if restarts != 0 => format!("{restarts} ({} ago)", since(Some(t), now)),
         _ => restarts.to_string(),
     };
-    let ip = none_if_empty(s(pod, "/status/podIP").to_string());
-    let node = none_if_empty(s(pod, "/spec/nodeName").to_string());
-    let nominated = none_if_empty(s(pod, "/status/nominatedNodeName").to_string());
     let gates = arr(pod, "/spec/readinessGates");
     let gates_text = if gates.is_empty() {
         "<none>".to_string()
     } else {
-        let true_gates = gates
+        let passing = gates
             .iter()
-            .filter(|g| arr(pod, "/status/conditions").iter().any(|c| c["type"] == g["conditionType"] && c["status"] == "True"))
+            .filter(|g| {
+                conditions
+                    .iter()
+                    .find(|c| c["type"] == g["conditionType"])
+                    .is_some_and(|c| c["status"] == "True")
+            })
             .count();
-        format!("{true_gates}/{}", gates.len())
+        format!("{passing}/{}", gates.len())
     };
-    vec![
+    let cells = vec![
         json!(s(pod, "/metadata/name")),
         json!(format!("{ready}/{total}")),
-        json!(pod_status(pod)),
+        json!(reason),
         json!(restarts_text),
-        json!(age(pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str), now)),
-        json!(ip),
-        json!(node),
-        json!(nominated),
+        json!(age_of(
+            pod.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str),
+            now
+        )),
+        json!(or_none(s(pod, "/status/podIPs/0/ip").to_string())),
+        json!(or_none(s(pod, "/spec/nodeName").to_string())),
+        json!(or_none(s(pod, "/status/nominatedNodeName").to_string())),
         json!(gates_text),
-    ]
+    ];
+    (cells, row_conditions)
 }
 
+/// Upstream's `layoutContainerCells`: names and images, comma-joined, position by position.
 fn containers_and_images(template_spec: Option<&Value>) -> (String, String) {
-    let containers = template_spec.and_then(|s| s.get("containers")).and_then(Value::as_array).cloned().unwrap_or_default();
-    let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
-    let images: Vec<&str> = containers.iter().filter_map(|c| c["image"].as_str()).collect();
+    let containers = template_spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or(""))
+        .collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c["image"].as_str().unwrap_or(""))
+        .collect();
     (names.join(","), images.join(","))
 }
 
+/// Upstream's `getServiceExternalIP` with `wide` (no truncation): load-balancer ingress
+/// addresses sorted and deduplicated, then `spec.externalIPs`.
 fn service_external_ip(svc: &Value) -> String {
-    let ingress: Vec<String> = arr(svc, "/status/loadBalancer/ingress")
+    let external: Vec<&str> = arr(svc, "/spec/externalIPs")
         .iter()
-        .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()).map(str::to_string))
+        .filter_map(Value::as_str)
         .collect();
-    let external: Vec<String> = arr(svc, "/spec/externalIPs").iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
     match s(svc, "/spec/type") {
-        "ClusterIP" | "" | "NodePort" => none_if_empty(external.join(",")),
+        "ClusterIP" | "NodePort" => or_none(external.join(",")),
         "LoadBalancer" => {
-            let all: Vec<String> = ingress.into_iter().chain(external).collect();
-            if all.is_empty() { "<pending>".into() } else { all.join(",") }
+            let ingress: std::collections::BTreeSet<&str> =
+                arr(svc, "/status/loadBalancer/ingress")
+                    .iter()
+                    .filter_map(|i| {
+                        i["ip"]
+                            .as_str()
+                            .filter(|ip| !ip.is_empty())
+                            .or_else(|| i["hostname"].as_str().filter(|h| !h.is_empty()))
+                    })
+                    .collect();
+            let all: Vec<&str> = ingress.into_iter().chain(external).collect();
+            if all.is_empty() {
+                "<pending>".into()
+            } else {
+                all.join(",")
+            }
         }
         "ExternalName" => s(svc, "/spec/externalName").to_string(),
         _ => "<unknown>".into(),
     }
 }
 
+/// Upstream's `makePortString`: `80/TCP`, or `80:31234/TCP` with a node port.
 fn service_ports(svc: &Value) -> String {
     let ports: Vec<String> = arr(svc, "/spec/ports")
         .iter()
         .map(|p| {
-            let proto = p["protocol"].as_str().unwrap_or("TCP");
-            match p["nodePort"].as_i64() {
-                Some(np) if np != 0 => format!("{}:{np}/{proto}", p["port"]),
-                _ => format!("{}/{proto}", p["port"]),
+            let protocol = p["protocol"].as_str().unwrap_or("");
+            match n(p, "/nodePort") {
+                node_port if node_port > 0 => format!("{}:{node_port}/{protocol}", n(p, "/port")),
+                _ => format!("{}/{protocol}", n(p, "/port")),
             }
         })
         .collect();
-    none_if_empty(ports.join(","))
+    or_none(ports.join(","))
 }
 
+/// Go's `net.JoinHostPort`: brackets around IPv6 addresses.
+fn join_host_port(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Upstream's `formatEndpoints` with all ports: at most three `ip:port`, then `+ N more...`.
 fn endpoints_text(ep: &Value) -> String {
-    let mut list = Vec::new();
-    for subset in arr(ep, "/subsets") {
-        let ports = subset["ports"].as_array().cloned().unwrap_or_default();
-        for addr in subset["addresses"].as_array().into_iter().flatten() {
-            let ip = addr["ip"].as_str().unwrap_or("");
-            if ports.is_empty() {
-                list.push(ip.to_string());
+    const MAX: usize = 3;
+    let subsets = arr(ep, "/subsets");
+    if subsets.is_empty() {
+        return "<none>".into();
+    }
+    let mut list: Vec<String> = Vec::new();
+    let mut more = false;
+    let mut count = 0;
+    for subset in subsets {
+        let addresses = arr(subset, "/addresses");
+        let ports = arr(subset, "/ports");
+        if ports.is_empty() {
+            count += addresses.len();
+            for a in addresses {
+                if list.len() == MAX {
+                    more = true;
+                    break;
+                }
+                list.push(s(a, "/ip").to_string());
             }
-            for p in &ports {
-                list.push(format!("{ip}:{}", p["port"]));
+            continue;
+        }
+        for p in ports {
+            count += addresses.len();
+            for a in addresses {
+                if list.len() == MAX {
+                    more = true;
+                    break;
+                }
+                list.push(join_host_port(s(a, "/ip"), n(p, "/port")));
             }
         }
     }
-    let total = list.len();
-    if total == 0 {
-        return "<none>".into();
+    let joined = list.join(",");
+    if more {
+        format!("{joined} + {} more...", count - MAX)
+    } else {
+        joined
     }
-    if total > 3 {
-        return format!("{} + {} more...", list[..3].join(","), total - 3);
-    }
-    list.join(",")
 }
 
+/// Upstream's `printNode` STATUS: `Ready`/`NotReady`/`Unknown`, `,SchedulingDisabled`.
 fn node_status(node: &Value) -> String {
-    let ready = arr(node, "/status/conditions").iter().find(|c| c["type"] == "Ready");
-    let mut status = match ready.and_then(|c| c["status"].as_str()) {
-        Some("True") => "Ready".to_string(),
-        _ => "NotReady".to_string(),
+    let mut status = match arr(node, "/status/conditions")
+        .iter()
+        .rev()
+        .find(|c| c["type"] == "Ready")
+    {
+        Some(c) if c["status"] == "True" => "Ready".to_string(),
+        Some(_) => "NotReady".to_string(),
+        None => "Unknown".to_string(),
     };
     if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         status.push_str(",SchedulingDisabled");
@@ -277,187 +920,192 @@ fn node_status(node: &Value) -> String {
     status
 }
 
+/// Upstream's `findNodeRoles`: sorted and deduplicated.
 fn node_roles(node: &Value) -> String {
-    let roles: Vec<String> = node
+    let roles: std::collections::BTreeSet<&str> = node
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("node-role.kubernetes.io/").map(str::to_string).or_else(|| (k == "kubernetes.io/role").then(|| v.as_str().unwrap_or("").to_string()))
+        .filter_map(|(k, v)| match k.strip_prefix("node-role.kubernetes.io/") {
+            Some(role) if !role.is_empty() => Some(role),
+            Some(_) => None,
+            None if k == "kubernetes.io/role" => v.as_str().filter(|v| !v.is_empty()),
+            None => None,
         })
         .collect();
-    none_if_empty(roles.join(","))
+    or_none(roles.into_iter().collect::<Vec<_>>().join(","))
 }
 
-fn columns_and_row(resource: &ResourceInfo, o: &Value, now: jiff::Timestamp) -> (Vec<Column>, Vec<Value>) {
-    let name = json!(s(o, "/metadata/name"));
-    let created = age(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str), now);
-    match resource.kind {
-        "Pod" => (
-            vec![
-                Column("Name", "string", 0),
-                Column("Ready", "string", 0),
-                Column("Status", "string", 0),
-                Column("Restarts", "string", 0),
-                Column("Age", "string", 0),
-                Column("IP", "string", 1),
-                Column("Node", "string", 1),
-                Column("Nominated Node", "string", 1),
-                Column("Readiness Gates", "string", 1),
-            ],
-            pod_row(o, now),
-        ),
-        "Deployment" => {
-            let (c, i) = containers_and_images(o.pointer("/spec/template/spec"));
-            (
-                vec![
-                    Column("Name", "string", 0),
-                    Column("Ready", "string", 0),
-                    Column("Up-to-date", "integer", 0),
-                    Column("Available", "integer", 0),
-                    Column("Age", "string", 0),
-                    Column("Containers", "string", 1),
-                    Column("Images", "string", 1),
-                    Column("Selector", "string", 1),
-                ],
-                vec![
-                    name,
-                    json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))),
-                    json!(n(o, "/status/updatedReplicas")),
-                    json!(n(o, "/status/availableReplicas")),
-                    json!(created),
-                    json!(c),
-                    json!(i),
-                    json!(selector_text(o.pointer("/spec/selector").unwrap_or(&Value::Null))),
-                ],
-            )
-        }
-        "ReplicaSet" => {
-            let (c, i) = containers_and_images(o.pointer("/spec/template/spec"));
-            (
-                vec![
-                    Column("Name", "string", 0),
-                    Column("Desired", "integer", 0),
-                    Column("Current", "integer", 0),
-                    Column("Ready", "integer", 0),
-                    Column("Age", "string", 0),
-                    Column("Containers", "string", 1),
-                    Column("Images", "string", 1),
-                    Column("Selector", "string", 1),
-                ],
-                vec![
-                    name,
-                    json!(n(o, "/spec/replicas")),
-                    json!(n(o, "/status/replicas")),
-                    json!(n(o, "/status/readyReplicas")),
-                    json!(created),
-                    json!(c),
-                    json!(i),
-                    json!(selector_text(o.pointer("/spec/selector").unwrap_or(&Value::Null))),
-                ],
-            )
-        }
-        "Service" => (
-            vec![
-                Column("Name", "string", 0),
-                Column("Type", "string", 0),
-                Column("Cluster-IP", "string", 0),
-                Column("External-IP", "string", 0),
-                Column("Port(s)", "string", 0),
-                Column("Age", "string", 0),
-                Column("Selector", "string", 1),
-            ],
-            vec![
-                name,
-                json!(if s(o, "/spec/type").is_empty() { "ClusterIP" } else { s(o, "/spec/type") }),
-                json!(none_if_empty(s(o, "/spec/clusterIP").to_string())),
-                json!(service_external_ip(o)),
-                json!(service_ports(o)),
-                json!(created),
-                json!(map_selector_text(o.pointer("/spec/selector"))),
-            ],
-        ),
-        "Node" => {
-            let internal = arr(o, "/status/addresses").iter().find(|a| a["type"] == "InternalIP").and_then(|a| a["address"].as_str()).unwrap_or("<none>");
-            (
-                vec![
-                    Column("Name", "string", 0),
-                    Column("Status", "string", 0),
-                    Column("Roles", "string", 0),
-                    Column("Age", "string", 0),
-                    Column("Version", "string", 0),
-                    Column("Internal-IP", "string", 1),
-                    Column("External-IP", "string", 1),
-                    Column("OS-Image", "string", 1),
-                    Column("Kernel-Version", "string", 1),
-                    Column("Container-Runtime", "string", 1),
-                ],
-                vec![
-                    name,
-                    json!(node_status(o)),
-                    json!(node_roles(o)),
-                    json!(created),
-                    json!(s(o, "/status/nodeInfo/kubeletVersion")),
-                    json!(internal),
-                    json!("<none>"),
-                    json!(none_if_empty(s(o, "/status/nodeInfo/osImage").to_string())),
-                    json!(none_if_empty(s(o, "/status/nodeInfo/kernelVersion").to_string())),
-                    json!(none_if_empty(s(o, "/status/nodeInfo/containerRuntimeVersion").to_string())),
-                ],
-            )
-        }
-        "Namespace" => (
-            vec![Column("Name", "string", 0), Column("Status", "string", 0), Column("Age", "string", 0)],
-            vec![name, json!(s(o, "/status/phase")), json!(created)],
-        ),
-        "Endpoints" => (
-            vec![Column("Name", "string", 0), Column("Endpoints", "string", 0), Column("Age", "string", 0)],
-            vec![name, json!(endpoints_text(o)), json!(created)],
-        ),
-        "Event" => {
-            let last = o
-                .pointer("/lastTimestamp")
-                .and_then(Value::as_str)
-                .or(o.pointer("/eventTime").and_then(Value::as_str))
-                .or(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
-            let object = format!("{}/{}", s(o, "/involvedObject/kind").to_lowercase(), s(o, "/involvedObject/name"));
-            (
-                vec![
-                    Column("Last Seen", "string", 0),
-                    Column("Type", "string", 0),
-                    Column("Reason", "string", 0),
-                    Column("Object", "string", 0),
-                    Column("Message", "string", 0),
-                ],
-                vec![json!(age(last, now)), json!(s(o, "/type")), json!(s(o, "/reason")), json!(object), json!(s(o, "/message").trim())],
-            )
-        }
-        "ConfigMap" => {
-            let data = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()) + o.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
-            (vec![Column("Name", "string", 0), Column("Data", "string", 0), Column("Age", "string", 0)], vec![name, json!(data), json!(created)])
-        }
-        "Secret" => {
-            let data = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len());
-            (
-                vec![Column("Name", "string", 0), Column("Type", "string", 0), Column("Data", "string", 0), Column("Age", "string", 0)],
-                vec![name, json!(s(o, "/type")), json!(data), json!(created)],
-            )
-        }
-        "Lease" => (
-            vec![Column("Name", "string", 0), Column("Holder", "string", 0), Column("Age", "string", 0)],
-            vec![name, json!(s(o, "/spec/holderIdentity")), json!(created)],
-        ),
-        _ => (vec![Column("Name", "string", 0), Column("Age", "string", 0)], vec![name, json!(created)]),
+fn node_address(node: &Value, kind: &str) -> String {
+    arr(node, "/status/addresses")
+        .iter()
+        .find(|a| a["type"] == kind)
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or("<none>")
+        .to_string()
+}
+
+fn unknown_if_empty(s: &str) -> String {
+    if s.is_empty() {
+        "<unknown>".into()
+    } else {
+        s.to_string()
     }
 }
 
-fn partial_metadata(object: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object.get("metadata").cloned().unwrap_or(json!({}))})
+/// Upstream's `printEvent` (wide): times fall back from lastTimestamp to firstTimestamp to
+/// eventTime, and a series overrides both the last time and the count.
+fn event_row(e: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let first = timestamp(e.get("firstTimestamp").and_then(Value::as_str))
+        .or_else(|| timestamp(e.get("eventTime").and_then(Value::as_str)));
+    let first_seen = since(first, now);
+    let mut last_seen = match timestamp(e.get("lastTimestamp").and_then(Value::as_str)) {
+        Some(t) => since(Some(t), now),
+        None => first_seen.clone(),
+    };
+    let mut count = n(e, "/count");
+    if e.get("series").is_some_and(Value::is_object) {
+        last_seen = age_of(
+            e.pointer("/series/lastObservedTime")
+                .and_then(Value::as_str),
+            now,
+        );
+        count = n(e, "/series/count");
+    } else if count == 0 {
+        // Events of the events.k8s.io API leave the count unset for a single occurrence.
+        count = 1;
+    }
+    let kind = s(e, "/involvedObject/kind").to_lowercase();
+    let name = s(e, "/involvedObject/name");
+    let object = if name.is_empty() {
+        kind
+    } else {
+        format!("{kind}/{name}")
+    };
+    let component = [s(e, "/source/component"), s(e, "/reportingComponent")]
+        .into_iter()
+        .find(|x| !x.is_empty())
+        .unwrap_or("");
+    let instance = [s(e, "/source/host"), s(e, "/reportingInstance")]
+        .into_iter()
+        .find(|x| !x.is_empty())
+        .unwrap_or("");
+    let source = if instance.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {instance}")
+    };
+    vec![
+        json!(last_seen),
+        json!(s(e, "/type")),
+        json!(s(e, "/reason")),
+        json!(object),
+        json!(s(e, "/involvedObject/fieldPath")),
+        json!(source),
+        json!(s(e, "/message").trim()),
+        json!(first_seen),
+        json!(count),
+        json!(s(e, "/metadata/name")),
+    ]
 }
 
-/// Render objects as a Table. `include_column_definitions` is false for all but the first
-/// event of a watch, as upstream sends them.
+/// One row's cells (and row conditions) for an object of `kind`.
+fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
+    let name = json!(s(o, "/metadata/name"));
+    let age = json!(age_of(
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+        now
+    ));
+    let cells = match kind {
+        "Pod" => return pod_row(o, now),
+        "Deployment" => {
+            let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
+            let selector = label_selector_text(o.pointer("/spec/selector"))
+                .unwrap_or_else(|| "<invalid>".into());
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(o, "/status/readyReplicas"),
+                    n(o, "/spec/replicas")
+                )),
+                json!(n(o, "/status/updatedReplicas")),
+                json!(n(o, "/status/availableReplicas")),
+                age,
+                json!(containers),
+                json!(images),
+                json!(selector),
+            ]
+        }
+        "ReplicaSet" => {
+            let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
+            // `metav1.FormatLabelSelector`: `<none>` when empty, `<error>` when invalid.
+            let selector = label_selector_text(o.pointer("/spec/selector"))
+                .map(or_none)
+                .unwrap_or_else(|| "<error>".into());
+            vec![
+                name,
+                json!(n(o, "/spec/replicas")),
+                json!(n(o, "/status/replicas")),
+                json!(n(o, "/status/readyReplicas")),
+                age,
+                json!(containers),
+                json!(images),
+                json!(selector),
+            ]
+        }
+        "Service" => vec![
+            name,
+            json!(s(o, "/spec/type")),
+            json!(or_none(s(o, "/spec/clusterIPs/0").to_string())),
+            json!(service_external_ip(o)),
+            json!(service_ports(o)),
+            age,
+            json!(format_labels(o.pointer("/spec/selector"))),
+        ],
+        "Node" => vec![
+            name,
+            json!(node_status(o)),
+            json!(node_roles(o)),
+            age,
+            json!(s(o, "/status/nodeInfo/kubeletVersion")),
+            json!(node_address(o, "InternalIP")),
+            json!(node_address(o, "ExternalIP")),
+            json!(unknown_if_empty(s(o, "/status/nodeInfo/osImage"))),
+            json!(unknown_if_empty(s(o, "/status/nodeInfo/kernelVersion"))),
+            json!(unknown_if_empty(s(
+                o,
+                "/status/nodeInfo/containerRuntimeVersion"
+            ))),
+        ],
+        "Namespace" => vec![name, json!(s(o, "/status/phase")), age],
+        "Endpoints" => vec![name, json!(endpoints_text(o)), age],
+        "Event" => event_row(o, now),
+        "ConfigMap" => {
+            let len = |field: &str| o.get(field).and_then(Value::as_object).map_or(0, Map::len);
+            vec![name, json!(len("data") + len("binaryData")), age]
+        }
+        "Secret" => vec![
+            name,
+            json!(s(o, "/type")),
+            json!(o.get("data").and_then(Value::as_object).map_or(0, Map::len)),
+            age,
+        ],
+        "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
+        _ => vec![name, age],
+    };
+    (cells, None)
+}
+
+fn partial_metadata(object: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+}
+
+/// Render objects as a Table. `list_metadata` is the Table's `metadata`
+/// (`{resourceVersion, continue}`); `include_column_definitions` is false for every watch
+/// event after the first, whose Tables upstream sends with `"columnDefinitions": null`.
 pub fn render(
     resource: &ResourceInfo,
     items: &[Value],
@@ -466,32 +1114,32 @@ pub fn render(
     now: jiff::Timestamp,
     include_column_definitions: bool,
 ) -> Value {
-    let (columns, _) = columns_and_row(resource, &json!({}), now);
-    let definitions: Vec<Value> = columns
-        .iter()
-        .map(|Column(name, kind, priority)| {
-            let format = if *name == "Name" { "name" } else { "" };
-            json!({"name": name, "type": kind, "format": format, "description": "", "priority": priority})
-        })
-        .collect();
     let rows: Vec<Value> = items
         .iter()
         .map(|item| {
-            let (_, cells) = columns_and_row(resource, item, now);
-            let mut row = json!({"cells": cells});
+            let (cells, conditions) = row(resource.kind, item, now);
+            let mut r = Map::new();
+            r.insert("cells".into(), Value::Array(cells));
+            if let Some(conditions) = conditions {
+                r.insert("conditions".into(), conditions);
+            }
             match include {
                 IncludeObject::None => {}
-                IncludeObject::Metadata => row["object"] = partial_metadata(item),
-                IncludeObject::Object => row["object"] = item.clone(),
+                IncludeObject::Metadata => {
+                    r.insert("object".into(), partial_metadata(item));
+                }
+                IncludeObject::Object => {
+                    r.insert("object".into(), item.clone());
+                }
             }
-            row
+            Value::Object(r)
         })
         .collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_metadata,
-        "columnDefinitions": if include_column_definitions { json!(definitions) } else { json!([]) },
+        "columnDefinitions": if include_column_definitions { column_definitions(resource.kind) } else { Value::Null },
         "rows": rows,
     })
 }
@@ -505,51 +1153,585 @@ mod tests {
         "2026-01-01T00:10:00Z".parse().unwrap()
     }
 
+    fn cells(kind: &str, group: &str, object: Value) -> Value {
+        let t = render(
+            find_kind(group, kind).unwrap(),
+            &[object],
+            json!({}),
+            IncludeObject::None,
+            now(),
+            true,
+        );
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().len(),
+            t["rows"][0]["cells"].as_array().unwrap().len(),
+            "{kind}"
+        );
+        t["rows"][0]["cells"].clone()
+    }
+
     #[test]
     fn human_durations_like_upstream() {
-        for (secs, want) in [(5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600, "3h"), (3 * 3600 + 60 * 5, "3h5m"), (50 * 3600, "2d2h"), (24 * 3600 * 30, "30d"), (24 * 3600 * 800, "2y70d")] {
+        for (secs, want) in [
+            (-5, "<invalid>"),
+            (-2, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (5, "5s"),
+            (119, "119s"),
+            (120, "2m"),
+            (125, "2m5s"),
+            (599, "9m59s"),
+            (600, "10m"),
+            (3 * 3600 - 1, "179m"),
+            (3 * 3600, "3h"),
+            (3 * 3600 + 60 * 5, "3h5m"),
+            (8 * 3600, "8h"),
+            (47 * 3600 + 3599, "47h"),
+            (48 * 3600, "2d"),
+            (50 * 3600, "2d2h"),
+            (8 * 24 * 3600 - 1, "7d23h"),
+            (24 * 3600 * 30, "30d"),
+            (24 * 3600 * 730, "2y"),
+            (24 * 3600 * 800, "2y70d"),
+            (24 * 3600 * 365 * 9, "9y"),
+        ] {
             assert_eq!(human_duration(secs), want, "{secs}");
         }
     }
 
     #[test]
     fn running_pod_with_restarts() {
-        let pod = json!({"metadata": {"name": "web-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        let pod = json!({"metadata": {"name": "web-1", "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"app": "web"}},
             "spec": {"containers": [{"name": "c"}], "nodeName": "n1"},
-            "status": {"phase": "Running", "podIP": "10.42.0.5", "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
-                "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 137, "finishedAt": "2026-01-01T00:09:30Z"}}}]}});
-        let t = render(find_kind("", "Pod").unwrap(), &[pod], json!({"resourceVersion": "9"}), IncludeObject::Metadata, now(), true);
-        assert_eq!(t["rows"][0]["cells"], json!(["web-1", "1/1", "Running", "2 (30s ago)", "10m", "10.42.0.5", "n1", "<none>", "<none>"]));
-        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
-        assert_eq!(t["columnDefinitions"][5]["priority"], 1);
+            "status": {"phase": "Running", "podIP": "10.42.0.5", "podIPs": [{"ip": "10.42.0.5"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2,
+                "state": {"running": {"startedAt": "2026-01-01T00:09:31Z"}}, "lastState": {"terminated": {"exitCode": 137, "finishedAt": "2026-01-01T00:09:30Z"}}}]}});
+        let t = render(
+            find_kind("", "Pod").unwrap(),
+            &[pod],
+            json!({"resourceVersion": "9"}),
+            IncludeObject::Metadata,
+            now(),
+            true,
+        );
+        assert_eq!(t["kind"], "Table");
+        assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(t["metadata"], json!({"resourceVersion": "9"}));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "web-1",
+                "1/1",
+                "Running",
+                "2 (30s ago)",
+                "10m",
+                "10.42.0.5",
+                "n1",
+                "<none>",
+                "<none>"
+            ])
+        );
+        assert_eq!(
+            t["rows"][0]["object"],
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"name": "web-1", "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"app": "web"}}})
+        );
+        assert!(t["rows"][0].get("conditions").is_none());
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Ready",
+                "Status",
+                "Restarts",
+                "Age",
+                "IP",
+                "Node",
+                "Nominated Node",
+                "Readiness Gates"
+            ]
+        );
+        let priorities: Vec<i64> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["priority"].as_i64().unwrap())
+            .collect();
+        assert_eq!(priorities, [0, 0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(t["columnDefinitions"][0]["format"], "name");
+        // Descriptions are upstream's field docs.
+        assert!(
+            t["columnDefinitions"][0]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Name must be unique within a namespace")
+        );
+        assert!(
+            t["columnDefinitions"][5]["description"]
+                .as_str()
+                .unwrap()
+                .contains("IP address allocated to the pod")
+        );
     }
 
     #[test]
-    fn pending_terminating_and_waiting_pods() {
-        let pod = |status: Value, deleting: bool| {
-            let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}, "status": status});
+    fn pending_waiting_init_and_terminating_pods() {
+        let pod = |spec: Value, status: Value, deleting: bool| {
+            let mut p = json!({"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:09:55Z"}, "spec": spec, "status": status});
             if deleting {
-                p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:10:00Z");
             }
-            pod_status(&p)
+            cells("Pod", "", p)
         };
-        assert_eq!(pod(json!({"phase": "Pending"}), false), "Pending");
-        assert_eq!(pod(json!({"phase": "Running"}), true), "Terminating");
-        assert_eq!(pod(json!({"phase": "Pending", "containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}), false), "ImagePullBackOff");
+        let one = json!({"containers": [{"name": "c"}]});
+        let pending = pod(one.clone(), json!({"phase": "Pending"}), false);
+        assert_eq!(
+            pending,
+            json!([
+                "p", "0/1", "Pending", "0", "5s", "<none>", "<none>", "<none>", "<none>"
+            ])
+        );
+        let pulling = pod(
+            one.clone(),
+            json!({"phase": "Pending", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}),
+            false,
+        );
+        assert_eq!(pulling[2], "ImagePullBackOff");
+        let crashing = pod(
+            one.clone(),
+            json!({"phase": "Running", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2026-01-01T00:07:00Z"}}}]}),
+            false,
+        );
+        assert_eq!(
+            (
+                crashing[1].clone(),
+                crashing[2].clone(),
+                crashing[3].clone()
+            ),
+            (json!("0/1"), json!("CrashLoopBackOff"), json!("4 (3m ago)"))
+        );
+        assert_eq!(
+            pod(one.clone(), json!({"phase": "Running"}), true)[2],
+            "Terminating"
+        );
+        assert_eq!(
+            pod(one.clone(), json!({"phase": "Succeeded"}), true)[2],
+            "Succeeded"
+        );
+        assert_eq!(
+            pod(
+                one.clone(),
+                json!({"phase": "Running", "reason": "NodeLost"}),
+                true
+            )[2],
+            "Unknown"
+        );
+        assert_eq!(
+            pod(
+                one.clone(),
+                json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}),
+                false
+            )[2],
+            "SchedulingGated"
+        );
+        let killed = pod(
+            one.clone(),
+            json!({"phase": "Running", "containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": 0, "signal": 9}}}]}),
+            false,
+        );
+        assert_eq!(killed[2], "Signal:9");
+        let failed = pod(
+            one.clone(),
+            json!({"phase": "Running", "containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": 3}}}]}),
+            false,
+        );
+        assert_eq!(failed[2], "ExitCode:3");
+
+        let with_init = json!({"initContainers": [{"name": "i1"}, {"name": "i2"}], "containers": [{"name": "c"}]});
+        let second_init_running = pod(
+            with_init.clone(),
+            json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "i1", "state": {"terminated": {"exitCode": 0}}}, {"name": "i2", "state": {"running": {}}}]}),
+            false,
+        );
+        assert_eq!(second_init_running[2], "Init:1/2");
+        let init_failed = pod(
+            with_init.clone(),
+            json!({"phase": "Pending", "initContainerStatuses": [{"name": "i1", "restartCount": 1, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}),
+            false,
+        );
+        assert_eq!(
+            (init_failed[2].clone(), init_failed[3].clone()),
+            (json!("Init:Error"), json!("1"))
+        );
+        let init_backoff = pod(
+            with_init,
+            json!({"phase": "Pending", "initContainerStatuses": [{"name": "i1", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+            false,
+        );
+        assert_eq!(init_backoff[2], "Init:CrashLoopBackOff");
+
+        // A started sidecar counts toward READY and the total.
+        let sidecar = pod(
+            json!({"initContainers": [{"name": "s", "restartPolicy": "Always"}], "containers": [{"name": "c"}]}),
+            json!({"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "True"}],
+                "initContainerStatuses": [{"name": "s", "started": true, "ready": true, "restartCount": 1, "state": {"running": {}}}],
+                "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+            false,
+        );
+        assert_eq!(
+            (sidecar[1].clone(), sidecar[2].clone(), sidecar[3].clone()),
+            (json!("2/2"), json!("Running"), json!("1"))
+        );
     }
 
     #[test]
-    fn deployment_and_load_balancer_service() {
-        let d = json!({"metadata": {"name": "d", "creationTimestamp": "2026-01-01T00:09:00Z"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "x"}},
-            "template": {"spec": {"containers": [{"name": "c", "image": "i:v1"}]}}}, "status": {"readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3}});
-        let t = render(find_kind("apps", "Deployment").unwrap(), &[d], json!({}), IncludeObject::None, now(), true);
-        assert_eq!(t["rows"][0]["cells"], json!(["d", "3/3", 3, 3, "60s", "c", "i:v1", "app=x"]));
-        let svc = json!({"metadata": {"name": "s"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.9", "selector": {"app": "x"},
-            "ports": [{"port": 80, "nodePort": 31234, "protocol": "TCP"}]}, "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}});
-        let t = render(find_kind("", "Service").unwrap(), &[svc.clone()], json!({}), IncludeObject::None, now(), true);
-        assert_eq!(t["rows"][0]["cells"].as_array().unwrap()[1..5], json!(["LoadBalancer", "10.43.0.9", "127.0.0.1", "80:31234/TCP"]).as_array().unwrap()[..]);
-        let mut pending = svc;
+    fn completed_pods_carry_row_conditions() {
+        let pod = json!({"metadata": {"name": "job"}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "c", "ready": false, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}});
+        let t = render(
+            find_kind("", "Pod").unwrap(),
+            &[pod],
+            json!({}),
+            IncludeObject::Object,
+            now(),
+            false,
+        );
+        assert_eq!(t["rows"][0]["cells"][2], "Completed");
+        assert_eq!(t["rows"][0]["cells"][4], "<unknown>");
+        assert_eq!(t["rows"][0]["conditions"][0]["type"], "Completed");
+        assert_eq!(t["rows"][0]["object"]["status"]["phase"], "Succeeded");
+        assert!(t["columnDefinitions"].is_null());
+    }
+
+    #[test]
+    fn deployments_and_replica_sets() {
+        let d = json!({"metadata": {"name": "d", "creationTimestamp": "2026-01-01T00:09:00Z"}, "spec": {"replicas": 3,
+            "selector": {"matchLabels": {"tier": "web", "app": "x"}, "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}]},
+            "template": {"spec": {"containers": [{"name": "c", "image": "i:v1"}, {"name": "side", "image": "s:v2"}]}}},
+            "status": {"readyReplicas": 3, "updatedReplicas": 3, "availableReplicas": 3}});
+        assert_eq!(
+            cells("Deployment", "apps", d),
+            json!([
+                "d",
+                "3/3",
+                3,
+                3,
+                "60s",
+                "c,side",
+                "i:v1,s:v2",
+                "app=x,env in (dev,prod),tier=web"
+            ])
+        );
+        let rolling = json!({"metadata": {"name": "d"}, "spec": {"replicas": 3, "selector": {}}, "status": {"readyReplicas": 1, "updatedReplicas": 2}});
+        assert_eq!(
+            cells("Deployment", "apps", rolling),
+            json!(["d", "1/3", 2, 0, "<unknown>", "", "", ""])
+        );
+        let rs = json!({"metadata": {"name": "d-5d4f", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}},
+            "template": {"spec": {"containers": [{"name": "c", "image": "i:v1"}]}}}, "status": {"replicas": 2, "readyReplicas": 1}});
+        assert_eq!(
+            cells("ReplicaSet", "apps", rs),
+            json!(["d-5d4f", 2, 2, 1, "10m", "c", "i:v1", "app=x"])
+        );
+        let bad = json!({"metadata": {"name": "r"}, "spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}});
+        assert_eq!(cells("ReplicaSet", "apps", bad)[7], "<error>");
+        let empty = json!({"metadata": {"name": "r"}, "spec": {"selector": {}}});
+        assert_eq!(cells("ReplicaSet", "apps", empty)[7], "<none>");
+        let defs = render(
+            find_kind("apps", "Deployment").unwrap(),
+            &[],
+            json!({}),
+            IncludeObject::None,
+            now(),
+            true,
+        );
+        let names: Vec<&str> = defs["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "Ready",
+                "Up-to-date",
+                "Available",
+                "Age",
+                "Containers",
+                "Images",
+                "Selector"
+            ]
+        );
+        assert_eq!(defs["rows"], json!([]));
+    }
+
+    #[test]
+    fn services() {
+        let svc = json!({"metadata": {"name": "s", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"],
+            "selector": {"app": "x", "a": "b"}, "ports": [{"port": 80, "nodePort": 31234, "protocol": "TCP"}, {"port": 53, "protocol": "UDP", "nodePort": 30053}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}});
+        assert_eq!(
+            cells("Service", "", svc.clone()),
+            json!([
+                "s",
+                "LoadBalancer",
+                "10.43.0.9",
+                "127.0.0.1",
+                "80:31234/TCP,53:30053/UDP",
+                "10m",
+                "a=b,app=x"
+            ])
+        );
+        let mut pending = svc.clone();
         pending["status"] = json!({});
         assert_eq!(service_external_ip(&pending), "<pending>");
+        let mut both = svc.clone();
+        both["spec"]["externalIPs"] = json!(["192.0.2.1"]);
+        both["status"]["loadBalancer"]["ingress"] =
+            json!([{"ip": "127.0.0.2"}, {"hostname": "lb.example"}, {"ip": "127.0.0.2"}]);
+        assert_eq!(service_external_ip(&both), "127.0.0.2,lb.example,192.0.2.1");
+        let cluster = json!({"metadata": {"name": "k"}, "spec": {"type": "ClusterIP", "clusterIPs": ["10.43.0.1"], "ports": [{"port": 443, "protocol": "TCP"}]}});
+        assert_eq!(
+            cells("Service", "", cluster),
+            json!([
+                "k",
+                "ClusterIP",
+                "10.43.0.1",
+                "<none>",
+                "443/TCP",
+                "<unknown>",
+                "<none>"
+            ])
+        );
+        let headless = json!({"metadata": {"name": "h"}, "spec": {"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}});
+        assert_eq!(
+            cells("Service", "", headless).as_array().unwrap()[2..5],
+            json!(["None", "<none>", "<none>"]).as_array().unwrap()[..]
+        );
+        let external = json!({"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "db.example"}});
+        assert_eq!(cells("Service", "", external)[3], "db.example");
+    }
+
+    #[test]
+    fn nodes() {
+        let node = json!({"metadata": {"name": "n1", "creationTimestamp": "2025-12-30T00:00:00Z",
+                "labels": {"node-role.kubernetes.io/worker": "", "node-role.kubernetes.io/control-plane": "", "kubernetes.io/role": "edge", "node-role.kubernetes.io/": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.5"}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0-podium", "osImage": "Debian GNU/Linux 13", "kernelVersion": "6.18.0", "containerRuntimeVersion": ""}}});
+        assert_eq!(
+            cells("Node", "", node),
+            json!([
+                "n1",
+                "Ready,SchedulingDisabled",
+                "control-plane,edge,worker",
+                "2d",
+                "v1.33.0-podium",
+                "10.0.0.5",
+                "<none>",
+                "Debian GNU/Linux 13",
+                "6.18.0",
+                "<unknown>"
+            ])
+        );
+        let not_ready = json!({"metadata": {"name": "n2"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
+        assert_eq!(
+            cells("Node", "", not_ready).as_array().unwrap()[1..3],
+            json!(["NotReady", "<none>"]).as_array().unwrap()[..]
+        );
+        assert_eq!(
+            cells("Node", "", json!({"metadata": {"name": "n3"}}))[1],
+            "Unknown"
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        let ep = |subsets: Value| {
+            cells("Endpoints", "", json!({"metadata": {"name": "e", "creationTimestamp": "2026-01-01T00:09:00Z"}, "subsets": subsets}))[1].clone()
+        };
+        assert_eq!(ep(json!([])), "<none>");
+        assert_eq!(
+            ep(
+                json!([{"addresses": [{"ip": "10.42.0.5"}, {"ip": "10.42.0.6"}], "ports": [{"port": 80}, {"port": 443}]}])
+            ),
+            "10.42.0.5:80,10.42.0.6:80,10.42.0.5:443 + 1 more..."
+        );
+        assert_eq!(
+            ep(json!([{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 80}]}])),
+            "[fd00::1]:80"
+        );
+        assert_eq!(
+            ep(json!([{"addresses": [{"ip": "10.42.0.7"}]}])),
+            "10.42.0.7"
+        );
+        assert_eq!(
+            ep(json!([{"notReadyAddresses": [{"ip": "10.42.0.8"}], "ports": [{"port": 80}]}])),
+            ""
+        );
+    }
+
+    #[test]
+    fn events() {
+        let event = json!({"metadata": {"name": "web-1.17f", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "involvedObject": {"kind": "Pod", "name": "web-1", "fieldPath": "spec.containers{c}"},
+            "reason": "Pulled", "message": "Container image \"i:v1\" already present on machine\n", "type": "Normal",
+            "source": {"component": "kubelet", "host": "n1"}, "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:09:00Z", "count": 3});
+        assert_eq!(
+            cells("Event", "", event),
+            json!([
+                "60s",
+                "Normal",
+                "Pulled",
+                "pod/web-1",
+                "spec.containers{c}",
+                "kubelet, n1",
+                "Container image \"i:v1\" already present on machine",
+                "10m",
+                3,
+                "web-1.17f"
+            ])
+        );
+        let new_api = json!({"metadata": {"name": "x"}, "involvedObject": {"kind": "Node"}, "reason": "R", "type": "Warning",
+            "eventTime": "2026-01-01T00:05:00.000000Z", "reportingComponent": "scheduler",
+            "series": {"count": 7, "lastObservedTime": "2026-01-01T00:09:50.000000Z"}});
+        let c = cells("Event", "", new_api);
+        assert_eq!(
+            (
+                c[0].clone(),
+                c[3].clone(),
+                c[5].clone(),
+                c[7].clone(),
+                c[8].clone()
+            ),
+            (
+                json!("10s"),
+                json!("node"),
+                json!("scheduler"),
+                json!("5m"),
+                json!(7)
+            )
+        );
+        let single =
+            json!({"metadata": {"name": "y"}, "involvedObject": {"kind": "Pod", "name": "p"}});
+        let c = cells("Event", "", single);
+        assert_eq!((c[0].clone(), c[8].clone()), (json!("<unknown>"), json!(1)));
+    }
+
+    #[test]
+    fn namespaces_config_maps_secrets_leases_and_unknown_kinds() {
+        let created = "2026-01-01T00:00:00Z";
+        assert_eq!(
+            cells(
+                "Namespace",
+                "",
+                json!({"metadata": {"name": "default", "creationTimestamp": created}, "status": {"phase": "Active"}})
+            ),
+            json!(["default", "Active", "10m"])
+        );
+        assert_eq!(
+            cells(
+                "ConfigMap",
+                "",
+                json!({"metadata": {"name": "cm", "creationTimestamp": created}, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}})
+            ),
+            json!(["cm", 3, "10m"])
+        );
+        assert_eq!(
+            cells("ConfigMap", "", json!({"metadata": {"name": "empty"}})),
+            json!(["empty", 0, "<unknown>"])
+        );
+        assert_eq!(
+            cells(
+                "Secret",
+                "",
+                json!({"metadata": {"name": "s", "creationTimestamp": created}, "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}})
+            ),
+            json!(["s", "kubernetes.io/tls", 2, "10m"])
+        );
+        assert_eq!(
+            cells(
+                "Lease",
+                "coordination.k8s.io",
+                json!({"metadata": {"name": "n1", "creationTimestamp": created}, "spec": {"holderIdentity": "n1"}})
+            ),
+            json!(["n1", "n1", "10m"])
+        );
+        assert_eq!(
+            cells(
+                "Lease",
+                "coordination.k8s.io",
+                json!({"metadata": {"name": "free"}, "spec": {}})
+            ),
+            json!(["free", "", "<unknown>"])
+        );
+
+        let unknown = ResourceInfo {
+            group: "example.com",
+            version: "v1",
+            kind: "Widget",
+            plural: "widgets",
+            singular: "widget",
+            namespaced: true,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+        };
+        let t = render(
+            &unknown,
+            &[json!({"metadata": {"name": "w", "creationTimestamp": created}})],
+            json!({"resourceVersion": "3", "continue": "abc"}),
+            IncludeObject::Metadata,
+            now(),
+            true,
+        );
+        assert_eq!(t["rows"][0]["cells"], json!(["w", "10m"]));
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "Age"]);
+        assert_eq!(t["metadata"]["continue"], "abc");
+    }
+
+    #[test]
+    fn every_column_has_a_description() {
+        for kind in [
+            "Pod",
+            "Deployment",
+            "ReplicaSet",
+            "Service",
+            "Node",
+            "Namespace",
+            "Endpoints",
+            "Event",
+            "ConfigMap",
+            "Secret",
+            "Lease",
+            "Widget",
+        ] {
+            for c in column_definitions(kind).as_array().unwrap() {
+                assert!(
+                    !c["description"].as_str().unwrap().is_empty(),
+                    "{kind} {}",
+                    c["name"]
+                );
+            }
+        }
     }
 }

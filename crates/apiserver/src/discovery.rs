@@ -129,13 +129,7 @@ pub async fn openapi_root() -> Response {
 }
 
 pub async fn openapi_document(Path(path): Path<String>) -> Response {
-    let segments: Vec<&str> = path.split('/').collect();
-    let (group, version) = match segments.as_slice() {
-        ["api", version] => ("", *version),
-        ["apis", group, version] => (*group, *version),
-        _ => return Failure(ApiError::new(Reason::NotFound, format!("no OpenAPI document at /openapi/v3/{path}"))).into_response(),
-    };
-    match podium_api::openapi::group_version_bytes(group, version) {
+    match podium_api::openapi::document_bytes(&path) {
         Some((bytes, hash)) => {
             let mut response = (StatusCode::OK, bytes).into_response();
             let headers = response.headers_mut();
@@ -146,6 +140,6 @@ pub async fn openapi_document(Path(path): Path<String>) -> Response {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
             response
         }
-        None => Failure(ApiError::new(Reason::NotFound, format!("no OpenAPI document for {path}"))).into_response(),
+        None => Failure(ApiError::new(Reason::NotFound, format!("no OpenAPI document at /openapi/v3/{path}"))).into_response(),
     }
 }
