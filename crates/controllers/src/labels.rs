@@ -12,7 +12,10 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
     if match_labels.is_none_or(|m| m.is_empty()) && expressions.is_empty() {
         return false;
     }
-    let labels_ok = match_labels.into_iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let labels_ok = match_labels
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
     let expressions_ok = expressions.iter().all(|e| {
         let values = e.values.as_deref().unwrap_or(&[]);
         let actual = labels.get(&e.key);
@@ -38,16 +41,32 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn selectors() {
-        let s = LabelSelector { match_labels: Some(labels(&[("app", "web")])), match_expressions: Some(vec![LabelSelectorRequirement { key: "tier".into(), operator: "NotIn".into(), values: Some(vec!["db".into()]) }]) };
+        let s = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "NotIn".into(),
+                values: Some(vec!["db".into()]),
+            }]),
+        };
         assert!(matches(&s, &labels(&[("app", "web")])));
         assert!(!matches(&s, &labels(&[("app", "web"), ("tier", "db")])));
-        assert!(!matches(&LabelSelector::default(), &labels(&[("app", "web")])));
-        assert!(map_matches(&labels(&[("a", "1")]), &labels(&[("a", "1"), ("b", "2")])));
+        assert!(!matches(
+            &LabelSelector::default(),
+            &labels(&[("app", "web")])
+        ));
+        assert!(map_matches(
+            &labels(&[("a", "1")]),
+            &labels(&[("a", "1"), ("b", "2")])
+        ));
         assert!(!map_matches(&BTreeMap::new(), &labels(&[("a", "1")])));
     }
 }

@@ -1,32 +1,69 @@
-//! The controllers that keep desired state: each is one `reconcile(key)` that reads the
-//! watched caches, acts through the API, and is safe to run again at any time.
+//! The controllers that keep desired state. Each is a `kube::runtime::Controller` with
+//! one idempotent, level-triggered `reconcile(Arc<K>, Arc<Ctx>) -> Result<Action, Error>`
+//! and an `error_policy`, reading caches shared through [`informer`].
 //!
-//! * [`runner`]: watch → cache → queue → reconcile, with retry on error.
-//! * [`replicaset`]: keeps `spec.replicas` pods of a template (with expectations).
-//! * [`deployment`]: rolling updates, rollbacks and revisions over ReplicaSets.
-//! * [`endpoints`]: the ready pod addresses behind each Service.
+//! * [`replicaset`]: keeps `spec.replicas` pods of a template (claims, expectations).
+//! * [`deployment`]: rolling updates, recreates, revisions, rollbacks and rollout status.
+//! * [`endpoints`]: the ready and not-ready pod addresses behind each Service.
+//! * [`informer`]: one watch per kind, fanned out to every controller.
+//! * [`expectations`]: never act twice on a cache that has not seen our last writes.
 //! * [`events`]: core/v1 Events, as `kubectl describe` lists them.
-//! * [`labels`]: label selector matching for the typed objects.
+//! * [`labels`], [`podutil`], [`retry`]: selectors, pod facts, error backoff.
+//! * [`error`]: the [`Error`] every reconcile returns.
 
 pub mod deployment;
 pub mod endpoints;
+pub mod error;
 pub mod events;
+pub mod expectations;
+pub mod informer;
 pub mod labels;
+pub mod podutil;
 pub mod replicaset;
-pub mod runner;
+pub mod retry;
 
-use std::sync::Arc;
+pub use error::Error;
 
-use runner::Caches;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::{Api, Client};
 
-/// Run every controller until one fails.
-pub async fn run(client: kube::Client) -> anyhow::Result<()> {
-    let caches = Arc::new(Caches::start(client.clone()).await);
-    let recorder = events::Recorder::new(client.clone(), "deployment-controller");
-    tokio::try_join!(
-        replicaset::run(client.clone(), caches.clone(), recorder.with_component("replicaset-controller")),
-        deployment::run(client.clone(), caches.clone(), recorder.clone()),
-        endpoints::run(client.clone(), caches.clone()),
-    )?;
-    Ok(())
+use informer::Informer;
+
+/// Run the ReplicaSet, Deployment and Endpoints controllers until their watches end.
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let pods = Informer::start(Api::<Pod>::all(client.clone()));
+    let replicasets = Informer::start(Api::<ReplicaSet>::all(client.clone()));
+    let deployments = Informer::start(Api::<Deployment>::all(client.clone()));
+    let services = Informer::start(Api::<Service>::all(client.clone()));
+    let endpoints = Informer::start(Api::<Endpoints>::all(client.clone()));
+    // Every cache must have listed once before any controller acts: a ReplicaSet
+    // reconciled against an empty pod cache would create its pods all over again.
+    let ready = [
+        pods.ready().await,
+        replicasets.ready().await,
+        deployments.ready().await,
+        services.ready().await,
+        endpoints.ready().await,
+    ];
+    if ready.contains(&false) {
+        anyhow::bail!("a watch stopped before its cache was filled");
+    }
+    tokio::join!(
+        replicaset::run(
+            client.clone(),
+            &pods,
+            &replicasets,
+            events::Recorder::new(client.clone(), "replicaset-controller")
+        ),
+        deployment::run(
+            client.clone(),
+            &deployments,
+            &replicasets,
+            &pods,
+            events::Recorder::new(client.clone(), "deployment-controller")
+        ),
+        endpoints::run(client.clone(), &services, &pods, &endpoints),
+    );
+    anyhow::bail!("the controllers stopped: their watches ended")
 }

@@ -1,17 +1,30 @@
 //! The node's local image store.
 //!
-//! `podium image import` writes here while `podium up` reads, so the store is plain
-//! files updated by atomic rename, never a database the server holds open.
+//! `podium image import` writes here from its own process while `podium up` reads, so
+//! the store is plain files changed only by atomic renames, never a database the
+//! server holds open.
 //!
 //! Layout under the store's root:
-//! * `layers/<diff-id hex>/`: one unpacked layer, renamed into place once complete
-//! * `configs/<image-id hex>.json`: the image config blob, verbatim
-//! * `index.json`: reference (`docker.io/library/name:tag`) → image id, layer diff-ids,
-//!   size; replaced atomically under an exclusive `flock` on `index.lock`
+//! * `layers/<diff-id hex>/`: one unpacked layer (OCI whiteouts already turned into
+//!   overlayfs ones), unpacked once into `tmp/` and renamed into place when complete
+//! * `configs/<image-id hex>.json`: the image config blob, verbatim (its sha256 is the id)
+//! * `index.json`: normalized reference (`docker.io/library/name:tag`) → image id,
+//!   manifest digest, layer diff-ids and size; rewritten as temp file + fsync + rename
+//!   while holding an exclusive `flock` on `index.lock`, so readers need no lock
+//! * `tmp/<pid>.<random>/`: staging for an import in progress; an import removes the
+//!   staging directories of processes that no longer exist (a crash leaves only these)
+//!
+//! Layers, once placed, are never removed: a container may still run on a layer whose
+//! tag moved to another image.
 
+mod archive;
+mod layer;
+mod reference;
 mod store;
+mod table;
 
-pub use store::{ImageStore, ImageSummary, normalize_reference};
+pub use reference::normalize_reference;
+pub use store::{ImageStore, ImageSummary};
 
 use std::path::PathBuf;
 
@@ -26,6 +39,10 @@ pub enum ImageError {
     /// The archive is not a `docker save` tar or an OCI image layout.
     #[error("invalid image archive: {0}")]
     InvalidArchive(String),
+    /// The reference does not follow the Docker reference grammar (kubelet's `InvalidImageName`).
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    /// Reading or writing the archive or the store failed.
     #[error("{context}: {source}")]
     Io {
         context: String,
