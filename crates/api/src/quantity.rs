@@ -44,7 +44,8 @@ pub fn value(q: &str) -> Option<f64> {
 
 /// CPU in millicores, rounded up as upstream's `MilliValue`.
 pub fn cpu_millis(q: &str) -> Option<i64> {
-    value(q).map(|v| (v * 1000.0).ceil() as i64)
+    // Round away float noise first: 0.7 * 1000.0 is 700.0000000000001, not 700.
+    value(q).map(|v| ((v * 1000.0 * 1e6).round() / 1e6).ceil() as i64)
 }
 
 /// Memory in bytes, rounded up.
@@ -59,6 +60,8 @@ mod tests {
     #[test]
     fn quantities() {
         assert_eq!(cpu_millis("100m"), Some(100));
+        assert_eq!(cpu_millis("700m"), Some(700));
+        assert_eq!(cpu_millis("0.7"), Some(700));
         assert_eq!(cpu_millis("0.5"), Some(500));
         assert_eq!(cpu_millis("2"), Some(2000));
         assert_eq!(memory_bytes("128Mi"), Some(128 * 1024 * 1024));
