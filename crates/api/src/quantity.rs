@@ -3,7 +3,9 @@
 /// Split a quantity into its number and suffix.
 fn split(q: &str) -> (&str, &str) {
     let q = q.trim();
-    let end = q.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(q.len());
+    let end = q
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(q.len());
     // "1e3" is an exponent, but "1E" (exa) is a suffix: an exponent needs digits after it.
     if let Some(i) = q[..end].find(['e', 'E']) {
         if q[i + 1..end].is_empty() {

@@ -61,8 +61,12 @@ impl LabelSelector {
                 Op::NotIn(vs) => value.is_none_or(|x| !vs.contains(x)),
                 Op::Exists => value.is_some(),
                 Op::DoesNotExist => value.is_none(),
-                Op::GreaterThan(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::LessThan(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                Op::GreaterThan(n) => value
+                    .and_then(|x| x.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                Op::LessThan(n) => value
+                    .and_then(|x| x.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
@@ -81,7 +85,11 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
     object
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -107,11 +115,16 @@ fn split_top_level(input: &str) -> Vec<&str> {
 fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn valid_value(value: &str) -> bool {
-    value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn parse_set(rest: &str) -> Option<Vec<String>> {
@@ -123,7 +136,10 @@ fn parse_set(rest: &str) -> Option<Vec<String>> {
 fn parse_requirement(part: &str) -> Option<Requirement> {
     if let Some(key) = part.strip_prefix('!') {
         let key = key.trim();
-        return valid_key(key).then(|| Requirement { key: key.to_string(), op: Op::DoesNotExist });
+        return valid_key(key).then(|| Requirement {
+            key: key.to_string(),
+            op: Op::DoesNotExist,
+        });
     }
     for (token, build) in [("!=", 0u8), ("==", 1), ("=", 1), (">", 2), ("<", 3)] {
         if let Some((key, value)) = part.split_once(token) {
@@ -138,7 +154,10 @@ fn parse_requirement(part: &str) -> Option<Requirement> {
                 3 => Op::LessThan(value.parse().ok()?),
                 _ => return None,
             };
-            return Some(Requirement { key: key.to_string(), op });
+            return Some(Requirement {
+                key: key.to_string(),
+                op,
+            });
         }
     }
     let mut words = part.splitn(2, char::is_whitespace);
@@ -148,13 +167,22 @@ fn parse_requirement(part: &str) -> Option<Requirement> {
         return None;
     }
     if rest.is_empty() {
-        return Some(Requirement { key: key.to_string(), op: Op::Exists });
+        return Some(Requirement {
+            key: key.to_string(),
+            op: Op::Exists,
+        });
     }
     if let Some(set) = rest.strip_prefix("notin") {
-        return Some(Requirement { key: key.to_string(), op: Op::NotIn(parse_set(set)?) });
+        return Some(Requirement {
+            key: key.to_string(),
+            op: Op::NotIn(parse_set(set)?),
+        });
     }
     if let Some(set) = rest.strip_prefix("in") {
-        return Some(Requirement { key: key.to_string(), op: Op::In(parse_set(set)?) });
+        return Some(Requirement {
+            key: key.to_string(),
+            op: Op::In(parse_set(set)?),
+        });
     }
     None
 }
@@ -181,11 +209,15 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{part}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             if !supported.contains(&field) {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
         }
@@ -207,7 +239,10 @@ impl FieldSelector {
 
     /// The value an equality term requires of `field`, if any (for index-like shortcuts).
     pub fn required_value(&self, field: &str) -> Option<&str> {
-        self.terms.iter().find(|(f, eq, _)| f == field && *eq).map(|(_, _, v)| v.as_str())
+        self.terms
+            .iter()
+            .find(|(f, eq, _)| f == field && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 }
 
@@ -235,20 +270,33 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn equality_and_set_based() {
-        let s = LabelSelector::parse("app=web,tier!=db,env in (prod, staging),!legacy,team").unwrap();
+        let s =
+            LabelSelector::parse("app=web,tier!=db,env in (prod, staging),!legacy,team").unwrap();
         assert!(s.matches(&labels(&[("app", "web"), ("env", "prod"), ("team", "a")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("env", "dev"), ("team", "a")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("env", "prod"), ("team", "a"), ("legacy", "1")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("env", "prod"),
+            ("team", "a"),
+            ("legacy", "1")
+        ])));
         assert!(!s.matches(&labels(&[("app", "web"), ("env", "prod")])));
         let notin = LabelSelector::parse("env notin (prod)").unwrap();
         assert!(notin.matches(&labels(&[])));
         assert!(!notin.matches(&labels(&[("env", "prod")])));
-        assert!(LabelSelector::parse("app==web").unwrap().matches(&labels(&[("app", "web")])));
+        assert!(
+            LabelSelector::parse("app==web")
+                .unwrap()
+                .matches(&labels(&[("app", "web")]))
+        );
     }
 
     #[test]
@@ -263,9 +311,21 @@ mod tests {
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
         let fields = ["metadata.name", "spec.nodeName", "status.phase"];
-        assert!(FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", &fields).unwrap().matches(&pod));
-        assert!(!FieldSelector::parse("spec.nodeName=", &fields).unwrap().matches(&pod));
-        assert!(FieldSelector::parse("spec.nodeName=", &fields).unwrap().matches(&json!({"spec": {}})));
+        assert!(
+            FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", &fields)
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            !FieldSelector::parse("spec.nodeName=", &fields)
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            FieldSelector::parse("spec.nodeName=", &fields)
+                .unwrap()
+                .matches(&json!({"spec": {}}))
+        );
         let err = FieldSelector::parse("spec.foo=1", &fields).unwrap_err();
         assert_eq!(err.message, "field label not supported: spec.foo");
     }

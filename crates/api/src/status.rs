@@ -83,7 +83,15 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        ApiError { reason, message: message.into(), name: None, group: None, kind: None, causes: Vec::new(), retry_after: None }
+        ApiError {
+            reason,
+            message: message.into(),
+            name: None,
+            group: None,
+            kind: None,
+            causes: Vec::new(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -96,13 +104,19 @@ impl ApiError {
 
     /// `pods "x" not found`, with details like upstream's `NewNotFound`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        let mut e = Self::new(Reason::NotFound, format!("{} \"{}\" not found", qualified(group, plural), name));
+        let mut e = Self::new(
+            Reason::NotFound,
+            format!("{} \"{}\" not found", qualified(group, plural), name),
+        );
         e.details(group, plural, name);
         e
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        let mut e = Self::new(Reason::AlreadyExists, format!("{} \"{}\" already exists", qualified(group, plural), name));
+        let mut e = Self::new(
+            Reason::AlreadyExists,
+            format!("{} \"{}\" already exists", qualified(group, plural), name),
+        );
         e.details(group, plural, name);
         e
     }
@@ -110,7 +124,12 @@ impl ApiError {
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
         let mut e = Self::new(
             Reason::Conflict,
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", qualified(group, plural), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                qualified(group, plural),
+                name,
+                why
+            ),
         );
         e.details(group, plural, name);
         e
@@ -128,10 +147,24 @@ impl ApiError {
 
     /// `Deployment.apps "x" is invalid: <causes>` (422).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
-        let mut e = Self::new(Reason::Invalid, format!("{qualified_kind} \"{name}\" is invalid: {joined}"));
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let list: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let joined = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
+        let mut e = Self::new(
+            Reason::Invalid,
+            format!("{qualified_kind} \"{name}\" is invalid: {joined}"),
+        );
         e.name = Some(name.to_string());
         e.group = (!group.is_empty()).then(|| group.to_string());
         e.kind = Some(kind.to_string());
@@ -173,8 +206,11 @@ impl ApiError {
             details.insert("kind".into(), json!(kind));
         }
         if !self.causes.is_empty() {
-            let causes: Vec<Value> =
-                self.causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
+            let causes: Vec<Value> = self
+                .causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
         if let Some(after) = self.retry_after {
@@ -196,12 +232,20 @@ impl ApiError {
 }
 
 fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 /// A field error for [`ApiError::invalid`].
 pub fn cause(reason: &str, field: &str, message: impl Into<String>) -> Cause {
-    Cause { reason: reason.to_string(), field: field.to_string(), message: message.into() }
+    Cause {
+        reason: reason.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 #[cfg(test)]
@@ -226,8 +270,23 @@ mod tests {
 
     #[test]
     fn invalid_lists_causes() {
-        let e = ApiError::invalid("apps", "Deployment", "d", vec![cause("FieldValueInvalid", "spec.replicas", "Invalid value: -1: must be greater than or equal to 0")]);
-        assert_eq!(e.message, "Deployment.apps \"d\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0");
-        assert_eq!(e.to_status()["details"]["causes"][0]["field"], "spec.replicas");
+        let e = ApiError::invalid(
+            "apps",
+            "Deployment",
+            "d",
+            vec![cause(
+                "FieldValueInvalid",
+                "spec.replicas",
+                "Invalid value: -1: must be greater than or equal to 0",
+            )],
+        );
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"d\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["field"],
+            "spec.replicas"
+        );
     }
 }

@@ -38,7 +38,11 @@ fn roundtrip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, S
 
 /// Decode `object` as its kind's real type and back: mistyped fields fail, unknown fields
 /// are dropped and reported (as warnings, or as an error under `Strict`).
-pub fn normalize(resource: &ResourceInfo, object: &Value, validation: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+pub fn normalize(
+    resource: &ResourceInfo,
+    object: &Value,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
     let decoded = match resource.kind {
         "Namespace" => roundtrip::<core::Namespace>(object),
@@ -52,27 +56,52 @@ pub fn normalize(resource: &ResourceInfo, object: &Value, validation: FieldValid
         "Deployment" => roundtrip::<apps::Deployment>(object),
         "ReplicaSet" => roundtrip::<apps::ReplicaSet>(object),
         "Lease" => roundtrip::<coordination::Lease>(object),
-        other => return Err(ApiError::internal(format!("no type registered for kind {other}"))),
+        other => {
+            return Err(ApiError::internal(format!(
+                "no type registered for kind {other}"
+            )));
+        }
     };
     let decoded = decoded.map_err(|e| {
-        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", resource.kind, resource.api_version(), resource.kind))
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            resource.kind,
+            resource.api_version(),
+            resource.kind
+        ))
     })?;
     let mut unknown = Vec::new();
     if validation != FieldValidation::Ignore {
         unknown_fields(object, &decoded, "", &mut unknown);
     }
     if validation == FieldValidation::Strict && !unknown.is_empty() {
-        let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-        return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
     }
-    Ok((decoded, unknown.into_iter().map(|f| format!("unknown field \"{f}\"")).collect()))
+    Ok((
+        decoded,
+        unknown
+            .into_iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect(),
+    ))
 }
 
 fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
     match (input, decoded) {
         (Value::Object(i), Value::Object(d)) => {
             for (key, value) in i {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match d.get(key) {
                     Some(dv) => unknown_fields(value, dv, &child, out),
                     None if !value.is_null() => out.push(child),
@@ -120,7 +149,12 @@ pub fn selectable_fields(resource: &ResourceInfo) -> &'static [&'static str] {
             "type",
         ],
         "Secret" => &["metadata.name", "metadata.namespace", "type"],
-        "Service" => &["metadata.name", "metadata.namespace", "spec.clusterIP", "spec.type"],
+        "Service" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.clusterIP",
+            "spec.type",
+        ],
         "Namespace" => &["metadata.name", "metadata.namespace", "status.phase"],
         "Node" => &["metadata.name", "metadata.namespace", "spec.unschedulable"],
         "ReplicaSet" => &["metadata.name", "metadata.namespace", "status.replicas"],
@@ -130,17 +164,25 @@ pub fn selectable_fields(resource: &ResourceInfo) -> &'static [&'static str] {
 
 /// Kinds whose `metadata.generation` counts spec changes (what `observedGeneration` follows).
 pub fn tracks_generation(resource: &ResourceInfo) -> bool {
-    matches!(resource.kind, "Deployment" | "ReplicaSet" | "Service" | "Pod")
+    matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "Service" | "Pod"
+    )
 }
 
 /// What a create resets: status is the system's to write, except for kinds without a
 /// status subresource (Events, Endpoints...) and Nodes, whose agent writes both.
 pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
-    let Some(map) = object.as_object_mut() else { return };
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
     match resource.kind {
         "Pod" => {
             let qos = qos_class(map.get("spec").unwrap_or(&Value::Null));
-            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            map.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
         }
         "Namespace" => {
             map.insert("status".into(), json!({"phase": "Active"}));
@@ -158,7 +200,11 @@ pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
 /// Pod QoS class from requests and limits (upstream `GetPodQOS`, simplified to
 /// cpu and memory on regular containers).
 pub fn qos_class(spec: &Value) -> &'static str {
-    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let containers = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut any = false;
     let mut guaranteed = !containers.is_empty();
     for c in &containers {
@@ -202,14 +248,24 @@ fn default_probe(probe: &mut Value) {
 }
 
 fn default_container(container: &mut Value) {
-    let Some(c) = container.as_object_mut() else { return };
+    let Some(c) = container.as_object_mut() else {
+        return;
+    };
     let image = c.get("image").and_then(Value::as_str).unwrap_or("");
     let tag_is_latest = {
         let without_digest = image.split('@').next().unwrap_or("");
         let last = without_digest.rsplit('/').next().unwrap_or("");
         !image.contains('@') && last.split_once(':').is_none_or(|(_, tag)| tag == "latest")
     };
-    set_default(c, "imagePullPolicy", json!(if tag_is_latest { "Always" } else { "IfNotPresent" }));
+    set_default(
+        c,
+        "imagePullPolicy",
+        json!(if tag_is_latest {
+            "Always"
+        } else {
+            "IfNotPresent"
+        }),
+    );
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
@@ -226,7 +282,9 @@ fn default_container(container: &mut Value) {
 }
 
 fn default_pod_spec(spec: &mut Value) {
-    let Some(s) = spec.as_object_mut() else { return };
+    let Some(s) = spec.as_object_mut() else {
+        return;
+    };
     set_default(s, "restartPolicy", json!("Always"));
     set_default(s, "terminationGracePeriodSeconds", json!(30));
     set_default(s, "dnsPolicy", json!("ClusterFirst"));
@@ -264,7 +322,10 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
                     set_default(strategy, "type", json!("RollingUpdate"));
                     if strategy.get("type") == Some(&json!("RollingUpdate")) {
                         set_default(strategy, "rollingUpdate", json!({}));
-                        if let Some(ru) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
+                        if let Some(ru) = strategy
+                            .get_mut("rollingUpdate")
+                            .and_then(Value::as_object_mut)
+                        {
                             set_default(ru, "maxSurge", json!("25%"));
                             set_default(ru, "maxUnavailable", json!("25%"));
                         }
@@ -280,9 +341,15 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
             default_template(object);
         }
         "Service" => {
-            let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else { return };
+            let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+                return;
+            };
             set_default(spec, "type", json!("ClusterIP"));
-            let kind = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+            let kind = spec
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string();
             if kind != "ExternalName" {
                 set_default(spec, "sessionAffinity", json!("None"));
                 set_default(spec, "ipFamilies", json!(["IPv4"]));
@@ -321,7 +388,8 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -333,7 +401,11 @@ fn is_dns_subdomain(s: &str) -> bool {
 /// Validate a name for a kind; `None` when it is fine, else the message.
 pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
     let label_only = matches!(resource.kind, "Namespace" | "Service");
-    let ok = if label_only { is_dns_label(name) } else { is_dns_subdomain(name) };
+    let ok = if label_only {
+        is_dns_label(name)
+    } else {
+        is_dns_subdomain(name)
+    };
     (!ok).then(|| {
         if label_only {
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_string()
@@ -344,22 +416,35 @@ pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
 }
 
 fn label_problems(object: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let Some(labels) = object.pointer(path).and_then(Value::as_object) else { return };
+    let Some(labels) = object.pointer(path).and_then(Value::as_object) else {
+        return;
+    };
     let field = path.trim_start_matches('/').replace('/', ".");
     for (key, value) in labels {
-        let (prefix, name) = key.rsplit_once('/').map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+        let (prefix, name) = key
+            .rsplit_once('/')
+            .map_or((None, key.as_str()), |(p, n)| (Some(p), n));
         let name_ok = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && name
+                .bytes()
+                .last()
+                .is_some_and(|b| b.is_ascii_alphanumeric());
         if !name_ok || prefix.is_some_and(|p| !is_dns_subdomain(p)) {
             causes.push(cause("FieldValueInvalid", &field, format!("Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")));
         }
         let v = value.as_str().unwrap_or("");
         let value_ok = v.is_empty()
             || (v.len() <= 63
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
                 && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric()));
         if !value_ok {
@@ -369,46 +454,90 @@ fn label_problems(object: &Value, path: &str, causes: &mut Vec<Cause>) {
 }
 
 fn validate_pod_spec(spec: Option<&Value>, base: &str, causes: &mut Vec<Cause>) {
-    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
     let Some(containers) = containers.filter(|c| !c.is_empty()) else {
-        causes.push(cause("FieldValueRequired", &format!("{base}.containers"), "Required value"));
+        causes.push(cause(
+            "FieldValueRequired",
+            &format!("{base}.containers"),
+            "Required value",
+        ));
         return;
     };
     let mut seen = std::collections::BTreeSet::new();
     for (i, c) in containers.iter().enumerate() {
         let name = c.get("name").and_then(Value::as_str).unwrap_or("");
         if name.is_empty() {
-            causes.push(cause("FieldValueRequired", &format!("{base}.containers[{i}].name"), "Required value"));
+            causes.push(cause(
+                "FieldValueRequired",
+                &format!("{base}.containers[{i}].name"),
+                "Required value",
+            ));
         } else if !is_dns_label(name) {
             causes.push(cause("FieldValueInvalid", &format!("{base}.containers[{i}].name"), format!("Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
         } else if !seen.insert(name.to_string()) {
-            causes.push(cause("FieldValueDuplicate", &format!("{base}.containers[{i}].name"), format!("Duplicate value: {name:?}")));
+            causes.push(cause(
+                "FieldValueDuplicate",
+                &format!("{base}.containers[{i}].name"),
+                format!("Duplicate value: {name:?}"),
+            ));
         }
-        if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
-            causes.push(cause("FieldValueRequired", &format!("{base}.containers[{i}].image"), "Required value"));
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.trim().is_empty())
+        {
+            causes.push(cause(
+                "FieldValueRequired",
+                &format!("{base}.containers[{i}].image"),
+                "Required value",
+            ));
         }
-        for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (j, p) in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
             if !(1..=65535).contains(&port) {
-                causes.push(cause("FieldValueInvalid", &format!("{base}.containers[{i}].ports[{j}].containerPort"), format!("Invalid value: {port}: must be between 1 and 65535, inclusive")));
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    &format!("{base}.containers[{i}].ports[{j}].containerPort"),
+                    format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
+                ));
             }
         }
     }
 }
 
 fn non_negative(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
-    if let Some(n) = object.pointer(pointer).and_then(Value::as_i64).filter(|n| *n < 0) {
-        causes.push(cause("FieldValueInvalid", &pointer.trim_start_matches('/').replace('/', "."), format!("Invalid value: {n}: must be greater than or equal to 0")));
+    if let Some(n) = object
+        .pointer(pointer)
+        .and_then(Value::as_i64)
+        .filter(|n| *n < 0)
+    {
+        causes.push(cause(
+            "FieldValueInvalid",
+            &pointer.trim_start_matches('/').replace('/', "."),
+            format!("Invalid value: {n}: must be greater than or equal to 0"),
+        ));
     }
 }
 
 fn validate_selector_matches_template(object: &Value, causes: &mut Vec<Cause>) {
     let selector = object.pointer("/spec/selector");
     let Some(selector) = selector.filter(|s| s.as_object().is_some_and(|m| !m.is_empty())) else {
-        causes.push(cause("FieldValueRequired", "spec.selector", "Required value"));
+        causes.push(cause(
+            "FieldValueRequired",
+            "spec.selector",
+            "Required value",
+        ));
         return;
     };
-    let labels = crate::selector::labels_of(object.pointer("/spec/template").unwrap_or(&Value::Null));
+    let labels =
+        crate::selector::labels_of(object.pointer("/spec/template").unwrap_or(&Value::Null));
     if !label_selector_matches(selector, &labels) {
         let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
         causes.push(cause(
@@ -420,13 +549,25 @@ fn validate_selector_matches_template(object: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// Match a `metav1.LabelSelector` object (matchLabels + matchExpressions).
-pub fn label_selector_matches(selector: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
+pub fn label_selector_matches(
+    selector: &Value,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
     let match_labels = selector.get("matchLabels").and_then(Value::as_object);
-    let labels_ok = match_labels.into_iter().flatten().all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
+    let labels_ok = match_labels
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
     let expressions = selector.get("matchExpressions").and_then(Value::as_array);
     let expressions_ok = expressions.into_iter().flatten().all(|e| {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let actual = labels.get(key).map(String::as_str);
         match e.get("operator").and_then(Value::as_str).unwrap_or("") {
             "In" => actual.is_some_and(|a| values.contains(&a)),
@@ -440,11 +581,22 @@ pub fn label_selector_matches(selector: &Value, labels: &std::collections::BTree
 }
 
 /// Check an object about to be stored (after defaults). `old` is the stored object on update.
-pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+pub fn validate(
+    resource: &ResourceInfo,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut causes = Vec::new();
     if let Some(problem) = name_problem(resource, name) {
-        causes.push(cause("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: {problem}")));
+        causes.push(cause(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: {name:?}: {problem}"),
+        ));
     }
     label_problems(object, "/metadata/labels", &mut causes);
     match resource.kind {
@@ -456,20 +608,36 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
                     let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
                     if let Some(m) = s.as_object_mut() {
                         // nodeName is set once, by the binding.
-                        for mutable in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                        for mutable in [
+                            "activeDeadlineSeconds",
+                            "tolerations",
+                            "terminationGracePeriodSeconds",
+                            "nodeName",
+                        ] {
                             m.remove(mutable);
                         }
                         if let Some(cs) = m.get_mut("containers").and_then(Value::as_array_mut) {
-                            cs.iter_mut().filter_map(Value::as_object_mut).for_each(|c| {
-                                c.remove("image");
-                            });
+                            cs.iter_mut()
+                                .filter_map(Value::as_object_mut)
+                                .for_each(|c| {
+                                    c.remove("image");
+                                });
                         }
                     }
                     s
                 };
-                let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-                if !old_node.is_empty() && object.pointer("/spec/nodeName").and_then(Value::as_str) != Some(old_node) {
-                    causes.push(cause("FieldValueForbidden", "spec.nodeName", "Forbidden: a pod's node cannot change once it is bound"));
+                let old_node = old
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !old_node.is_empty()
+                    && object.pointer("/spec/nodeName").and_then(Value::as_str) != Some(old_node)
+                {
+                    causes.push(cause(
+                        "FieldValueForbidden",
+                        "spec.nodeName",
+                        "Forbidden: a pod's node cannot change once it is bound",
+                    ));
                 }
                 if strip(old) != strip(object) {
                     causes.push(cause("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
@@ -482,29 +650,58 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
             non_negative(object, "/spec/revisionHistoryLimit", &mut causes);
             validate_selector_matches_template(object, &mut causes);
             label_problems(object, "/spec/template/metadata/labels", &mut causes);
-            validate_pod_spec(object.pointer("/spec/template/spec"), "spec.template.spec", &mut causes);
+            validate_pod_spec(
+                object.pointer("/spec/template/spec"),
+                "spec.template.spec",
+                &mut causes,
+            );
             if let (Some(old), Some(new_sel)) = (old, object.pointer("/spec/selector")) {
                 if old.pointer("/spec/selector").is_some_and(|s| s != new_sel) {
-                    causes.push(cause("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable"));
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        "spec.selector",
+                        "Invalid value: field is immutable",
+                    ));
                 }
             }
         }
         "Service" => {
-            let kind = object.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
-            if !matches!(kind, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+            let kind = object
+                .pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP");
+            if !matches!(
+                kind,
+                "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+            ) {
                 causes.push(cause("FieldValueNotSupported", "spec.type", format!("Unsupported value: {kind:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"")));
             }
             let ports = object.pointer("/spec/ports").and_then(Value::as_array);
-            if kind != "ExternalName" && ports.is_none_or(|p| p.is_empty()) && object.pointer("/spec/clusterIP") != Some(&json!("None")) {
+            if kind != "ExternalName"
+                && ports.is_none_or(|p| p.is_empty())
+                && object.pointer("/spec/clusterIP") != Some(&json!("None"))
+            {
                 causes.push(cause("FieldValueRequired", "spec.ports", "Required value"));
             }
             for (i, p) in ports.into_iter().flatten().enumerate() {
                 let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=65535).contains(&port) {
-                    causes.push(cause("FieldValueInvalid", &format!("spec.ports[{i}].port"), format!("Invalid value: {port}: must be between 1 and 65535, inclusive")));
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        &format!("spec.ports[{i}].port"),
+                        format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
+                    ));
                 }
-                if ports.is_some_and(|ps| ps.len() > 1) && p.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    causes.push(cause("FieldValueRequired", &format!("spec.ports[{i}].name"), "Required value"));
+                if ports.is_some_and(|ps| ps.len() > 1)
+                    && p.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                {
+                    causes.push(cause(
+                        "FieldValueRequired",
+                        &format!("spec.ports[{i}].name"),
+                        "Required value",
+                    ));
                 }
             }
         }
@@ -513,7 +710,12 @@ pub fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) ->
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(resource.group, resource.kind, name, causes))
+        Err(ApiError::invalid(
+            resource.group,
+            resource.kind,
+            name,
+            causes,
+        ))
     }
 }
 
@@ -544,7 +746,11 @@ mod tests {
         assert_eq!(warnings, vec!["unknown field \"spec.replicaz\""]);
         let err = normalize(r, &d, FieldValidation::Strict).unwrap_err();
         assert_eq!(err.code(), 400);
-        assert!(err.message.contains("unknown field \"spec.replicaz\""), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field \"spec.replicaz\""),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -552,7 +758,10 @@ mod tests {
         let r = find_kind("apps", "Deployment").unwrap();
         let mut d = deployment();
         d["spec"]["replicas"] = json!("three");
-        assert_eq!(normalize(r, &d, FieldValidation::Warn).unwrap_err().code(), 400);
+        assert_eq!(
+            normalize(r, &d, FieldValidation::Warn).unwrap_err().code(),
+            400
+        );
     }
 
     #[test]
@@ -560,9 +769,18 @@ mod tests {
         let r = find_kind("apps", "Deployment").unwrap();
         let mut d = deployment();
         apply_defaults(r, &mut d);
-        assert_eq!(d.pointer("/spec/strategy/rollingUpdate/maxSurge"), Some(&json!("25%")));
-        assert_eq!(d.pointer("/spec/template/spec/containers/0/imagePullPolicy"), Some(&json!("IfNotPresent")));
-        assert_eq!(d.pointer("/spec/template/spec/containers/0/ports/0/protocol"), Some(&json!("TCP")));
+        assert_eq!(
+            d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+            Some(&json!("25%"))
+        );
+        assert_eq!(
+            d.pointer("/spec/template/spec/containers/0/imagePullPolicy"),
+            Some(&json!("IfNotPresent"))
+        );
+        assert_eq!(
+            d.pointer("/spec/template/spec/containers/0/ports/0/protocol"),
+            Some(&json!("TCP"))
+        );
         validate(r, &d, None).unwrap();
         d["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
         d["spec"]["replicas"] = json!(-1);
@@ -581,8 +799,19 @@ mod tests {
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
-        assert_eq!(qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})), "Guaranteed");
-        assert_eq!(qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
+        assert_eq!(
+            qos_class(&json!({"containers": [{"name": "a"}]})),
+            "BestEffort"
+        );
+        assert_eq!(
+            qos_class(
+                &json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})
+            ),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
+            "Burstable"
+        );
     }
 }

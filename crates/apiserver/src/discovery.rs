@@ -61,15 +61,31 @@ pub async fn api_groups() -> Response {
             json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
         })
         .collect();
-    json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}), &[])
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+        &[],
+    )
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// The APIResourceList of a group-version, with subresources.
 pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -87,15 +103,27 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
         for sub in r.subresources {
             let name = format!("{}/{}", r.plural, sub.path());
             let entry = match sub {
-                Subresource::Status => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}),
-                Subresource::Scale => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}),
-                Subresource::Binding => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Binding", "verbs": ["create"]}),
-                Subresource::Log => json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Pod", "verbs": ["get"]}),
+                Subresource::Status => {
+                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]})
+                }
+                Subresource::Scale => {
+                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
+                }
+                Subresource::Binding => {
+                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Binding", "verbs": ["create"]})
+                }
+                Subresource::Log => {
+                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Pod", "verbs": ["get"]})
+                }
             };
             resources.push(entry);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Ok(json_response(
         StatusCode::OK,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
@@ -115,12 +143,17 @@ pub async fn openapi_v2() -> Response {
         out.extend_from_slice(bytes);
         out
     }
-    let info = [field(1, b"Kubernetes"), field(2, format!("v1.{KUBERNETES_MINOR}.0").as_bytes())].concat();
+    let info = [
+        field(1, b"Kubernetes"),
+        field(2, format!("v1.{KUBERNETES_MINOR}.0").as_bytes()),
+    ]
+    .concat();
     let document = [field(1, b"2.0"), field(2, &info), field(8, &[])].concat();
     let mut response = (StatusCode::OK, document).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+    );
     response
 }
 
@@ -133,13 +166,23 @@ pub async fn openapi_document(Path(path): Path<String>) -> Response {
         Some((bytes, hash)) => {
             let mut response = (StatusCode::OK, bytes).into_response();
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
                 headers.insert(header::ETAG, etag);
             }
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, immutable"),
+            );
             response
         }
-        None => Failure(ApiError::new(Reason::NotFound, format!("no OpenAPI document at /openapi/v3/{path}"))).into_response(),
+        None => Failure(ApiError::new(
+            Reason::NotFound,
+            format!("no OpenAPI document at /openapi/v3/{path}"),
+        ))
+        .into_response(),
     }
 }

@@ -22,7 +22,10 @@ impl IntoResponse for Failure {
             tracing::error!(message = %self.0.message, "request failed");
         }
         let mut response = (code, self.0.to_body()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         response
     }
 }
@@ -30,9 +33,12 @@ impl IntoResponse for Failure {
 /// Map a store failure that the registry did not translate itself.
 pub fn store_failure(e: StoreError) -> ApiError {
     match e {
-        StoreError::Compacted { requested, compacted } => {
-            ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
-        }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::gone(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
         other => ApiError::internal(format!("storage error: {other}")),
     }
 }

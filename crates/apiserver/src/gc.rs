@@ -36,24 +36,57 @@ fn owner_uids(object: &Value) -> Vec<&str> {
 }
 
 /// Every object (with its resource) owned by `uid`, in `namespace` or everywhere.
-async fn dependents(server: &ApiServer, namespace: Option<&str>, uid: &str) -> Result<Vec<(&'static ResourceInfo, Value)>, ApiError> {
+async fn dependents(
+    server: &ApiServer,
+    namespace: Option<&str>,
+    uid: &str,
+) -> Result<Vec<(&'static ResourceInfo, Value)>, ApiError> {
     let mut out = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| r.namespaced || namespace.is_none()) {
-        let listed = server.registry.list(resource, namespace, &LabelSelector::default(), &FieldSelector::default(), 0, None).await?;
-        out.extend(listed.items.into_iter().filter(|o| owner_uids(o).contains(&uid)).map(|o| (resource, o)));
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| r.namespaced || namespace.is_none())
+    {
+        let listed = server
+            .registry
+            .list(
+                resource,
+                namespace,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+                0,
+                None,
+            )
+            .await?;
+        out.extend(
+            listed
+                .items
+                .into_iter()
+                .filter(|o| owner_uids(o).contains(&uid))
+                .map(|o| (resource, o)),
+        );
     }
     Ok(out)
 }
 
-async fn delete_all(server: &ApiServer, items: &[(&'static ResourceInfo, Value)], propagation: &str) {
+async fn delete_all(
+    server: &ApiServer,
+    items: &[(&'static ResourceInfo, Value)],
+    propagation: &str,
+) {
     for (resource, object) in items {
         let name = meta_str(object, "name").unwrap_or("");
         let ns = meta_str(object, "namespace");
-        let request = DeleteRequest { propagation: Some(propagation.to_string()), uid: meta_str(object, "uid").map(str::to_string), ..Default::default() };
+        let request = DeleteRequest {
+            propagation: Some(propagation.to_string()),
+            uid: meta_str(object, "uid").map(str::to_string),
+            ..Default::default()
+        };
         match delete_object(server, resource, ns, name, &request, false).await {
             Ok(_) => {}
             Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
-            Err(e) => tracing::warn!(kind = resource.kind, name, error = %e, "garbage collection could not delete a dependent"),
+            Err(e) => {
+                tracing::warn!(kind = resource.kind, name, error = %e, "garbage collection could not delete a dependent")
+            }
         }
     }
 }
@@ -70,7 +103,13 @@ pub fn spawn_collect(server: ApiServer, namespace: Option<String>, uid: String) 
 
 /// Foreground propagation: delete the dependents, wait until they are gone, then let the
 /// owner go by removing its `foregroundDeletion` finalizer.
-pub fn spawn_foreground(server: ApiServer, resource: &'static ResourceInfo, namespace: Option<String>, name: String, uid: String) {
+pub fn spawn_foreground(
+    server: ApiServer,
+    resource: &'static ResourceInfo,
+    namespace: Option<String>,
+    name: String,
+    uid: String,
+) {
     tokio::spawn(async move {
         let ns = namespace.as_deref();
         // Bounded: pods may take their grace period; give up after 10 minutes and let the sweep retry.
@@ -78,7 +117,9 @@ pub fn spawn_foreground(server: ApiServer, resource: &'static ResourceInfo, name
             match dependents(&server, ns, &uid).await {
                 Ok(items) if items.is_empty() => break,
                 Ok(items) => delete_all(&server, &items, "Foreground").await,
-                Err(e) => tracing::warn!(error = %e, "foreground deletion could not list dependents"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "foreground deletion could not list dependents")
+                }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -88,7 +129,10 @@ pub fn spawn_foreground(server: ApiServer, resource: &'static ResourceInfo, name
                 if meta_str(&owner, "uid") != Some(uid.as_str()) {
                     return Err(ApiError::new(Reason::Conflict, "owner was replaced"));
                 }
-                if let Some(f) = owner.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+                if let Some(f) = owner
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
                     f.retain(|x| x != "foregroundDeletion");
                 }
                 Ok(owner)
@@ -96,21 +140,32 @@ pub fn spawn_foreground(server: ApiServer, resource: &'static ResourceInfo, name
             .await;
         if let Err(reason) = result.map_err(|e| e.reason) {
             if reason != Reason::NotFound && reason != Reason::Conflict {
-                tracing::warn!(kind = resource.kind, name, "foreground deletion could not finish");
+                tracing::warn!(
+                    kind = resource.kind,
+                    name,
+                    "foreground deletion could not finish"
+                );
             }
         }
     });
 }
 
 /// Orphan propagation: strip the owner's reference from its dependents.
-pub async fn orphan_dependents(server: &ApiServer, namespace: Option<&str>, uid: &str) -> Result<(), ApiError> {
+pub async fn orphan_dependents(
+    server: &ApiServer,
+    namespace: Option<&str>,
+    uid: &str,
+) -> Result<(), ApiError> {
     for (resource, object) in dependents(server, namespace, uid).await? {
         let name = meta_str(&object, "name").unwrap_or("").to_string();
         let ns = meta_str(&object, "namespace").map(str::to_string);
         server
             .registry
             .update_with(resource, ns.as_deref(), &name, None, false, |mut o| {
-                if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                if let Some(refs) = o
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
                 }
                 Ok(o)
@@ -126,7 +181,18 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
         for _ in 0..3000 {
             let mut remaining = 0;
             for resource in RESOURCES.iter().filter(|r| r.namespaced) {
-                let listed = match server.registry.list(resource, Some(&namespace), &LabelSelector::default(), &FieldSelector::default(), 0, None).await {
+                let listed = match server
+                    .registry
+                    .list(
+                        resource,
+                        Some(&namespace),
+                        &LabelSelector::default(),
+                        &FieldSelector::default(),
+                        0,
+                        None,
+                    )
+                    .await
+                {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::warn!(error = %e, "namespace cleanup could not list");
@@ -134,7 +200,12 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
                     }
                 };
                 remaining += listed.items.len();
-                let items: Vec<_> = listed.items.into_iter().filter(|o| o.pointer("/metadata/deletionTimestamp").is_none()).map(|o| (resource, o)).collect();
+                let items: Vec<_> = listed
+                    .items
+                    .into_iter()
+                    .filter(|o| o.pointer("/metadata/deletionTimestamp").is_none())
+                    .map(|o| (resource, o))
+                    .collect();
                 delete_all(&server, &items, "Background").await;
             }
             if remaining == 0 {
@@ -143,7 +214,11 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if let Some(ns) = podium_api::resource::find("", "v1", "namespaces") {
-            if let Err(e) = server.registry.remove(ns, None, &namespace, podium_store::Expect::Present).await {
+            if let Err(e) = server
+                .registry
+                .remove(ns, None, &namespace, podium_store::Expect::Present)
+                .await
+            {
                 if e.reason != Reason::NotFound {
                     tracing::warn!(namespace, error = %e, "could not remove the emptied namespace");
                 }
@@ -157,10 +232,23 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
 pub async fn sweep(server: &ApiServer, resume: bool) -> Result<usize, ApiError> {
     let mut all = Vec::new();
     for resource in RESOURCES {
-        let listed = server.registry.list(resource, None, &LabelSelector::default(), &FieldSelector::default(), 0, None).await?;
+        let listed = server
+            .registry
+            .list(
+                resource,
+                None,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+                0,
+                None,
+            )
+            .await?;
         all.extend(listed.items.into_iter().map(|o| (resource, o)));
     }
-    let uids: HashSet<String> = all.iter().filter_map(|(_, o)| meta_str(o, "uid").map(str::to_string)).collect();
+    let uids: HashSet<String> = all
+        .iter()
+        .filter_map(|(_, o)| meta_str(o, "uid").map(str::to_string))
+        .collect();
     let orphans: Vec<(&'static ResourceInfo, Value)> = all
         .iter()
         .filter(|(_, o)| {
@@ -178,9 +266,19 @@ pub async fn sweep(server: &ApiServer, resume: bool) -> Result<usize, ApiError> 
         let name = meta_str(object, "name").unwrap_or("").to_string();
         if resource.kind == "Namespace" {
             spawn_namespace_cleanup(server.clone(), name);
-        } else if object.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| f.contains(&Value::from("foregroundDeletion"))) {
+        } else if object
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.contains(&Value::from("foregroundDeletion")))
+        {
             let uid = meta_str(object, "uid").unwrap_or("").to_string();
-            spawn_foreground(server.clone(), resource, meta_str(object, "namespace").map(str::to_string), name, uid);
+            spawn_foreground(
+                server.clone(),
+                resource,
+                meta_str(object, "namespace").map(str::to_string),
+                name,
+                uid,
+            );
         }
     }
     Ok(count)

@@ -34,7 +34,10 @@ pub struct Call {
 
 impl Call {
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.query
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     pub fn dry_run(&self) -> bool {
@@ -42,9 +45,15 @@ impl Call {
     }
 
     pub fn wants_table(&self) -> bool {
-        self.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| {
-            v.split(',').next().is_some_and(|first| first.contains("as=Table"))
-        })
+        self.headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .next()
+                    .is_some_and(|first| first.contains("as=Table"))
+            })
     }
 
     pub fn include_object(&self) -> IncludeObject {
@@ -56,21 +65,28 @@ impl Call {
     }
 
     fn content_type(&self) -> &str {
-        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json")
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
     }
 
     /// The body as a JSON value, from JSON or YAML.
     pub fn body_value(&self) -> Result<Value, ApiError> {
         if self.body.is_empty() {
-            return Err(ApiError::bad_request("the request body is empty; send the object as JSON or YAML"));
+            return Err(ApiError::bad_request(
+                "the request body is empty; send the object as JSON or YAML",
+            ));
         }
-        let text = std::str::from_utf8(&self.body).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
         if self.content_type().contains("yaml") {
             let options = serde_saphyr::options! { budget: serde_saphyr::budget! { max_depth: 200, max_reader_input_bytes: Some(MAX_BODY) } };
             serde_saphyr::from_str_with_options::<Value>(text, options)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
         } else {
-            serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
+            serde_json::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
         }
     }
 }
@@ -80,7 +96,10 @@ pub fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Re
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
     let mut response = (code, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for warning in warnings {
         let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
         if let Ok(value) = HeaderValue::from_str(&text) {
@@ -91,10 +110,23 @@ pub fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Re
 }
 
 /// An object, or a one-row Table when the client asked for tables.
-pub fn object_response(call: &Call, resource: &ResourceInfo, code: StatusCode, object: &Value, warnings: &[String]) -> Response {
+pub fn object_response(
+    call: &Call,
+    resource: &ResourceInfo,
+    code: StatusCode,
+    object: &Value,
+    warnings: &[String],
+) -> Response {
     if call.wants_table() {
         let meta = json!({"resourceVersion": meta_str(object, "resourceVersion").unwrap_or("")});
-        let table = table::render(resource, std::slice::from_ref(object), meta, call.include_object(), jiff::Timestamp::now(), true);
+        let table = table::render(
+            resource,
+            std::slice::from_ref(object),
+            meta,
+            call.include_object(),
+            jiff::Timestamp::now(),
+            true,
+        );
         return json_response(code, &table, warnings);
     }
     json_response(code, object, warnings)
@@ -102,18 +134,34 @@ pub fn object_response(call: &Call, resource: &ResourceInfo, code: StatusCode, o
 
 pub async fn not_found(uri: Uri) -> Response {
     let _ = uri;
-    Failure(ApiError::new(Reason::NotFound, "the server could not find the requested resource")).into_response()
+    Failure(ApiError::new(
+        Reason::NotFound,
+        "the server could not find the requested resource",
+    ))
+    .into_response()
 }
 
 /// The one entry point of `/api/...` and `/apis/...`.
-pub async fn dispatch(State(server): State<ApiServer>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn dispatch(
+    State(server): State<ApiServer>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match route(server, method, uri, headers, body).await {
         Ok(response) => response,
         Err(failure) => failure.into_response(),
     }
 }
 
-async fn route(server: ApiServer, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+async fn route(
+    server: ApiServer,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let path = uri.path();
     let (legacy, rest) = match path.strip_prefix("/api/") {
         Some(rest) => (true, rest),
@@ -121,15 +169,35 @@ async fn route(server: ApiServer, method: Method, uri: Uri, headers: HeaderMap, 
     };
     let target = parse_target(legacy, rest)?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(Reason::RequestEntityTooLarge, format!("the request body is too large: the limit is {MAX_BODY} bytes"))
+        ApiError::new(
+            Reason::RequestEntityTooLarge,
+            format!("the request body is too large: the limit is {MAX_BODY} bytes"),
+        )
     })?;
-    let call = Call { server, query: parse_query(uri.query()), headers, body };
+    let call = Call {
+        server,
+        query: parse_query(uri.query()),
+        headers,
+        body,
+    };
     let method_name = method.to_string();
-    let not_allowed = || Failure(ApiError::new(Reason::MethodNotAllowed, format!("the server does not allow this method on the requested resource: {method_name}")));
+    let not_allowed = || {
+        Failure(ApiError::new(
+            Reason::MethodNotAllowed,
+            format!(
+                "the server does not allow this method on the requested resource: {method_name}"
+            ),
+        ))
+    };
     match target {
-        Target::GroupVersion { group, version } if method == Method::GET => Ok(discovery::resource_list(&group, &version)?),
+        Target::GroupVersion { group, version } if method == Method::GET => {
+            Ok(discovery::resource_list(&group, &version)?)
+        }
         Target::GroupVersion { .. } => Err(not_allowed()),
-        Target::Collection { resource, namespace } => match method {
+        Target::Collection {
+            resource,
+            namespace,
+        } => match method {
             Method::GET if call.param("watch").is_some_and(|w| w == "true" || w == "1") => {
                 watch::serve(call, resource, namespace).await
             }
@@ -138,26 +206,55 @@ async fn route(server: ApiServer, method: Method, uri: Uri, headers: HeaderMap, 
             Method::DELETE => delete_collection(&call, resource, namespace.as_deref()).await,
             _ => Err(not_allowed()),
         },
-        Target::Object { resource, namespace, name, sub } => {
+        Target::Object {
+            resource,
+            namespace,
+            name,
+            sub,
+        } => {
             let ns = namespace.as_deref();
             match (sub, method) {
                 (None, Method::GET) => {
                     let object = call.server.registry.get(resource, ns, &name).await?;
-                    Ok(object_response(&call, resource, StatusCode::OK, &object, &[]))
+                    Ok(object_response(
+                        &call,
+                        resource,
+                        StatusCode::OK,
+                        &object,
+                        &[],
+                    ))
                 }
                 (None, Method::PUT) => update(&call, resource, ns, &name).await,
                 (None, Method::PATCH) => patch(&call, resource, ns, &name, PatchTarget::Main).await,
                 (None, Method::DELETE) => delete(&call, resource, ns, &name).await,
                 (Some(Subresource::Status), Method::GET) => {
                     let object = call.server.registry.get(resource, ns, &name).await?;
-                    Ok(object_response(&call, resource, StatusCode::OK, &object, &[]))
+                    Ok(object_response(
+                        &call,
+                        resource,
+                        StatusCode::OK,
+                        &object,
+                        &[],
+                    ))
                 }
-                (Some(Subresource::Status), Method::PUT) => subresources::put_status(&call, resource, ns, &name).await,
-                (Some(Subresource::Status), Method::PATCH) => patch(&call, resource, ns, &name, PatchTarget::Status).await,
-                (Some(Subresource::Scale), Method::GET) => subresources::get_scale(&call, resource, ns, &name).await,
-                (Some(Subresource::Scale), Method::PUT | Method::PATCH) => subresources::write_scale(&call, resource, ns, &name).await,
-                (Some(Subresource::Binding), Method::POST) => subresources::bind(&call, resource, ns, &name).await,
-                (Some(Subresource::Log), Method::GET) => subresources::log(&call, resource, ns, &name).await,
+                (Some(Subresource::Status), Method::PUT) => {
+                    subresources::put_status(&call, resource, ns, &name).await
+                }
+                (Some(Subresource::Status), Method::PATCH) => {
+                    patch(&call, resource, ns, &name, PatchTarget::Status).await
+                }
+                (Some(Subresource::Scale), Method::GET) => {
+                    subresources::get_scale(&call, resource, ns, &name).await
+                }
+                (Some(Subresource::Scale), Method::PUT | Method::PATCH) => {
+                    subresources::write_scale(&call, resource, ns, &name).await
+                }
+                (Some(Subresource::Binding), Method::POST) => {
+                    subresources::bind(&call, resource, ns, &name).await
+                }
+                (Some(Subresource::Log), Method::GET) => {
+                    subresources::log(&call, resource, ns, &name).await
+                }
                 _ => Err(not_allowed()),
             }
         }
@@ -170,9 +267,15 @@ fn list_kind(resource: &ResourceInfo) -> String {
 }
 
 /// Parse `?labelSelector=` and `?fieldSelector=` for a resource.
-pub fn selectors(call: &Call, resource: &ResourceInfo) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub fn selectors(
+    call: &Call,
+    resource: &ResourceInfo,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(call.param("labelSelector").unwrap_or(""))?;
-    let fields = FieldSelector::parse(call.param("fieldSelector").unwrap_or(""), strategy::selectable_fields(resource))?;
+    let fields = FieldSelector::parse(
+        call.param("fieldSelector").unwrap_or(""),
+        strategy::selectable_fields(resource),
+    )?;
     Ok((labels, fields))
 }
 
@@ -181,21 +284,34 @@ fn encode_continue(key: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: request a fresh list without `continue`");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: request a fresh list without `continue`")
+    };
     if token.len() % 2 != 0 {
         return Err(bad());
     }
-    let bytes: Result<Vec<u8>, _> = (0..token.len()).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16)).collect();
+    let bytes: Result<Vec<u8>, _> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect();
     String::from_utf8(bytes.map_err(|_| bad())?).map_err(|_| bad())
 }
 
-async fn list(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>) -> ApiResult<Response> {
+async fn list(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+) -> ApiResult<Response> {
     let (labels, fields) = selectors(call, resource)?;
     if let Some(rv) = call.param("resourceVersion") {
         parse_revision(rv)?;
     }
     let limit = match call.param("limit") {
-        Some(l) => l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit: Invalid value: {l:?}: must be a non-negative integer")))?,
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "limit: Invalid value: {l:?}: must be a non-negative integer"
+            ))
+        })?,
         None => 0,
     };
     let after = call.param("continue").map(decode_continue).transpose()?;
@@ -203,13 +319,31 @@ async fn list(call: &Call, resource: &'static ResourceInfo, namespace: Option<&s
     if after.as_deref().is_some_and(|a| !a.starts_with(&prefix)) {
         return Err(ApiError::bad_request("continue key does not belong to this list").into());
     }
-    let listed = call.server.registry.list(resource, namespace, &labels, &fields, limit, after.as_deref()).await?;
+    let listed = call
+        .server
+        .registry
+        .list(
+            resource,
+            namespace,
+            &labels,
+            &fields,
+            limit,
+            after.as_deref(),
+        )
+        .await?;
     let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(next) = &listed.continue_after {
         metadata["continue"] = json!(encode_continue(next));
     }
     if call.wants_table() {
-        let table = table::render(resource, &listed.items, metadata, call.include_object(), jiff::Timestamp::now(), true);
+        let table = table::render(
+            resource,
+            &listed.items,
+            metadata,
+            call.include_object(),
+            jiff::Timestamp::now(),
+            true,
+        );
         return Ok(json_response(StatusCode::OK, &table, &[]));
     }
     let list = json!({
@@ -223,7 +357,9 @@ async fn list(call: &Call, resource: &'static ResourceInfo, namespace: Option<&s
 
 /// Check a body's apiVersion/kind against the endpoint's, filling them in when absent.
 pub fn check_type(resource: &ResourceInfo, object: &mut Value) -> Result<(), ApiError> {
-    let map = object.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be a JSON or YAML object"))?;
+    let map = object
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON or YAML object"))?;
     match map.get("kind").and_then(Value::as_str) {
         Some(kind) if kind != resource.kind => {
             return Err(ApiError::bad_request(format!(
@@ -250,29 +386,56 @@ pub fn check_type(resource: &ResourceInfo, object: &mut Value) -> Result<(), Api
     Ok(())
 }
 
-fn check_namespace(resource: &ResourceInfo, object: &Value, namespace: Option<&str>) -> Result<(), ApiError> {
+fn check_namespace(
+    resource: &ResourceInfo,
+    object: &Value,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
     if !resource.namespaced {
         return Ok(());
     }
     match (meta_str(object, "namespace"), namespace) {
-        (Some(given), Some(url)) if !given.is_empty() && given != url => Err(ApiError::bad_request(format!(
-            "the namespace of the provided object ({given}) does not match the namespace sent on the request ({url})"
-        ))),
+        (Some(given), Some(url)) if !given.is_empty() && given != url => {
+            Err(ApiError::bad_request(format!(
+                "the namespace of the provided object ({given}) does not match the namespace sent on the request ({url})"
+            )))
+        }
         _ => Ok(()),
     }
 }
 
-async fn create(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>) -> ApiResult<Response> {
+async fn create(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+) -> ApiResult<Response> {
     if resource.namespaced && namespace.is_none() {
-        return Err(ApiError::new(Reason::MethodNotAllowed, format!("create {} in a namespace: POST /.../namespaces/<ns>/{}", resource.plural, resource.plural)).into());
+        return Err(ApiError::new(
+            Reason::MethodNotAllowed,
+            format!(
+                "create {} in a namespace: POST /.../namespaces/<ns>/{}",
+                resource.plural, resource.plural
+            ),
+        )
+        .into());
     }
     let mut object = call.body_value()?;
     check_type(resource, &mut object)?;
     check_namespace(resource, &object, namespace)?;
     let validation = FieldValidation::parse(call.param("fieldValidation"))?;
     let (object, warnings) = strategy::normalize(resource, &object, validation)?;
-    let created = call.server.registry.create(resource, namespace, object, call.dry_run()).await?;
-    Ok(object_response(call, resource, StatusCode::CREATED, &created, &warnings))
+    let created = call
+        .server
+        .registry
+        .create(resource, namespace, object, call.dry_run())
+        .await?;
+    Ok(object_response(
+        call,
+        resource,
+        StatusCode::CREATED,
+        &created,
+        &warnings,
+    ))
 }
 
 /// Status is written only through `/status` for kinds that have it.
@@ -289,26 +452,50 @@ pub fn keep_status(resource: &ResourceInfo, old: &Value, new: &mut Value) {
     }
 }
 
-async fn update(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
+async fn update(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
     let mut object = call.body_value()?;
     check_type(resource, &mut object)?;
     check_namespace(resource, &object, namespace)?;
     if let Some(given) = meta_str(&object, "name").filter(|n| *n != name) {
-        return Err(ApiError::bad_request(format!("the name of the object ({given}) does not match the name on the URL ({name})")).into());
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        ))
+        .into());
     }
-    let precondition = meta_str(&object, "resourceVersion").filter(|rv| !rv.is_empty()).map(parse_revision).transpose()?;
+    let precondition = meta_str(&object, "resourceVersion")
+        .filter(|rv| !rv.is_empty())
+        .map(parse_revision)
+        .transpose()?;
     let validation = FieldValidation::parse(call.param("fieldValidation"))?;
     let (object, warnings) = strategy::normalize(resource, &object, validation)?;
     let updated = call
         .server
         .registry
-        .update_with(resource, namespace, name, precondition, call.dry_run(), |old| {
-            let mut new = object.clone();
-            keep_status(resource, &old, &mut new);
-            Ok(new)
-        })
+        .update_with(
+            resource,
+            namespace,
+            name,
+            precondition,
+            call.dry_run(),
+            |old| {
+                let mut new = object.clone();
+                keep_status(resource, &old, &mut new);
+                Ok(new)
+            },
+        )
         .await?;
-    Ok(object_response(call, resource, StatusCode::OK, &updated, &warnings))
+    Ok(object_response(
+        call,
+        resource,
+        StatusCode::OK,
+        &updated,
+        &warnings,
+    ))
 }
 
 /// What a PATCH changes: the object (status kept) or only its status.
@@ -319,12 +506,19 @@ pub enum PatchTarget {
 }
 
 /// Apply a patch document of the request's content type to `old`.
-pub fn apply_patch(call: &Call, resource: &ResourceInfo, old: &Value, patch: &Value) -> Result<Value, ApiError> {
+pub fn apply_patch(
+    call: &Call,
+    resource: &ResourceInfo,
+    old: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     let content_type = call.content_type().split(';').next().unwrap_or("").trim();
     let result = match content_type {
         "application/json-patch+json" => podium_patch::json_patch(old, patch),
         "application/merge-patch+json" => podium_patch::merge_patch(old, patch),
-        "application/strategic-merge-patch+json" => podium_patch::strategic_merge_patch(resource.kind, old, patch),
+        "application/strategic-merge-patch+json" => {
+            podium_patch::strategic_merge_patch(resource.kind, old, patch)
+        }
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
             return Err(ApiError::new(
                 Reason::UnsupportedMediaType,
@@ -334,46 +528,74 @@ pub fn apply_patch(call: &Call, resource: &ResourceInfo, old: &Value, patch: &Va
         other => {
             return Err(ApiError::new(
                 Reason::UnsupportedMediaType,
-                format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"),
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+                ),
             ));
         }
     };
     result.map_err(|e| ApiError::new(Reason::Invalid, e.to_string()))
 }
 
-async fn patch(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str, target: PatchTarget) -> ApiResult<Response> {
-    let text = std::str::from_utf8(&call.body).map_err(|_| ApiError::bad_request("the patch is not UTF-8"))?;
-    let patch: Value = serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    let precondition = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty()).map(parse_revision).transpose()?;
+async fn patch(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    target: PatchTarget,
+) -> ApiResult<Response> {
+    let text = std::str::from_utf8(&call.body)
+        .map_err(|_| ApiError::bad_request("the patch is not UTF-8"))?;
+    let patch: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let precondition = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        .map(parse_revision)
+        .transpose()?;
     let validation = FieldValidation::parse(call.param("fieldValidation"))?;
     let mut warnings = Vec::new();
     let updated = call
         .server
         .registry
-        .update_with(resource, namespace, name, precondition, call.dry_run(), |old| {
-            let mut patched = apply_patch(call, resource, &old, &patch)?;
-            check_type(resource, &mut patched)?;
-            let (mut normalized, w) = strategy::normalize(resource, &patched, validation)?;
-            warnings = w;
-            match target {
-                PatchTarget::Main => keep_status(resource, &old, &mut normalized),
-                PatchTarget::Status => {
-                    let status = normalized.get("status").cloned();
-                    normalized = old.clone();
-                    match status {
-                        Some(s) => normalized["status"] = s,
-                        None => {
-                            if let Some(m) = normalized.as_object_mut() {
-                                m.remove("status");
+        .update_with(
+            resource,
+            namespace,
+            name,
+            precondition,
+            call.dry_run(),
+            |old| {
+                let mut patched = apply_patch(call, resource, &old, &patch)?;
+                check_type(resource, &mut patched)?;
+                let (mut normalized, w) = strategy::normalize(resource, &patched, validation)?;
+                warnings = w;
+                match target {
+                    PatchTarget::Main => keep_status(resource, &old, &mut normalized),
+                    PatchTarget::Status => {
+                        let status = normalized.get("status").cloned();
+                        normalized = old.clone();
+                        match status {
+                            Some(s) => normalized["status"] = s,
+                            None => {
+                                if let Some(m) = normalized.as_object_mut() {
+                                    m.remove("status");
+                                }
                             }
                         }
                     }
                 }
-            }
-            Ok(normalized)
-        })
+                Ok(normalized)
+            },
+        )
         .await?;
-    Ok(object_response(call, resource, StatusCode::OK, &updated, &warnings))
+    Ok(object_response(
+        call,
+        resource,
+        StatusCode::OK,
+        &updated,
+        &warnings,
+    ))
 }
 
 /// `DeleteOptions` from the body and the query.
@@ -385,31 +607,58 @@ struct DeleteOptions {
 }
 
 fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
-    let body = if call.body.is_empty() { json!({}) } else { call.body_value()? };
+    let body = if call.body.is_empty() {
+        json!({})
+    } else {
+        call.body_value()?
+    };
     let grace = match call.param("gracePeriodSeconds") {
-        Some(g) => Some(g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: Invalid value: {g:?}")))?),
+        Some(g) => Some(g.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds: Invalid value: {g:?}"))
+        })?),
         None => body.get("gracePeriodSeconds").and_then(Value::as_i64),
     };
     let propagation = call
         .param("propagationPolicy")
         .map(str::to_string)
-        .or_else(|| body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string))
-        .or_else(|| match body.get("orphanDependents").and_then(Value::as_bool) {
-            Some(true) => Some("Orphan".into()),
-            _ => None,
-        });
+        .or_else(|| {
+            body.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .or_else(
+            || match body.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".into()),
+                _ => None,
+            },
+        );
     if let Some(p) = &propagation {
         if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
-            return Err(ApiError::bad_request(format!("propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\"")));
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
+            )));
         }
     }
-    let uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-    let resource_version = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(parse_revision).transpose()?;
-    Ok(DeleteOptions { grace, propagation, uid, resource_version })
+    let uid = body
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let resource_version = body
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        .map(parse_revision)
+        .transpose()?;
+    Ok(DeleteOptions {
+        grace,
+        propagation,
+        uid,
+        resource_version,
+    })
 }
 
 fn success_status(resource: &ResourceInfo, object: &Value) -> Value {
-    let mut details = json!({"name": meta_str(object, "name").unwrap_or(""), "kind": resource.plural});
+    let mut details =
+        json!({"name": meta_str(object, "name").unwrap_or(""), "kind": resource.plural});
     if !resource.group.is_empty() {
         details["group"] = json!(resource.group);
     }
@@ -419,13 +668,36 @@ fn success_status(resource: &ResourceInfo, object: &Value) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
-async fn delete(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
+async fn delete(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
     let options = delete_options(call)?;
-    let (object, finished) = delete_object(&call.server, resource, namespace, name, &options_to_request(&options), call.dry_run()).await?;
+    let (object, finished) = delete_object(
+        &call.server,
+        resource,
+        namespace,
+        name,
+        &options_to_request(&options),
+        call.dry_run(),
+    )
+    .await?;
     if finished {
-        return Ok(json_response(StatusCode::OK, &success_status(resource, &object), &[]));
+        return Ok(json_response(
+            StatusCode::OK,
+            &success_status(resource, &object),
+            &[],
+        ));
     }
-    Ok(object_response(call, resource, StatusCode::OK, &object, &[]))
+    Ok(object_response(
+        call,
+        resource,
+        StatusCode::OK,
+        &object,
+        &[],
+    ))
 }
 
 fn options_to_request(o: &DeleteOptions) -> gc::DeleteRequest {
@@ -450,10 +722,15 @@ pub async fn delete_object(
     let current = registry.get(resource, namespace, name).await?;
     if let Some(uid) = &request.uid {
         if meta_str(&current, "uid") != Some(uid.as_str()) {
-            return Err(ApiError::conflict(resource.group, resource.plural, name, &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta_str(&current, "uid").unwrap_or("")
-            )));
+            return Err(ApiError::conflict(
+                resource.group,
+                resource.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&current, "uid").unwrap_or("")
+                ),
+            ));
         }
     }
     let expect = match request.resource_version {
@@ -464,12 +741,21 @@ pub async fn delete_object(
         return Ok((current, false));
     }
     let uid = meta_str(&current, "uid").unwrap_or("").to_string();
-    let propagation = request.propagation.clone().unwrap_or_else(|| "Background".into());
+    let propagation = request
+        .propagation
+        .clone()
+        .unwrap_or_else(|| "Background".into());
 
     // Namespaces empty themselves before they go.
     if resource.kind == "Namespace" {
-        if matches!(name, "default" | "kube-system" | "kube-public" | "kube-node-lease") {
-            return Err(ApiError::new(Reason::Conflict, format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
+        if matches!(
+            name,
+            "default" | "kube-system" | "kube-public" | "kube-node-lease"
+        ) {
+            return Err(ApiError::new(
+                Reason::Conflict,
+                format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+            ));
         }
         let object = registry
             .update_deletion(resource, None, name, request.resource_version, |mut ns| {
@@ -486,48 +772,86 @@ pub async fn delete_object(
 
     // Pods on a node end gracefully: the agent stops them and finishes the delete.
     if resource.kind == "Pod" {
-        let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-        let terminal = matches!(current.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-        let default_grace = current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+        let bound = current
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            current.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        let default_grace = current
+            .pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30);
         let grace = request.grace.unwrap_or(default_grace).max(0);
         if bound && !terminal && grace > 0 {
-            let existing = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            let existing = current
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
             if existing.is_some_and(|g| g <= grace) {
                 return Ok((current, false));
             }
             let object = registry
-                .update_deletion(resource, namespace, name, request.resource_version, |mut pod| {
-                    let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                    pod["metadata"]["deletionTimestamp"] = json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-                    pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                    Ok(pod)
-                })
+                .update_deletion(
+                    resource,
+                    namespace,
+                    name,
+                    request.resource_version,
+                    |mut pod| {
+                        let deadline =
+                            jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                        pod["metadata"]["deletionTimestamp"] =
+                            json!(deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                        pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                        Ok(pod)
+                    },
+                )
                 .await?;
             return Ok((object, false));
         }
     }
 
-    let has_finalizers = current.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let has_finalizers = current
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
     if has_finalizers || propagation == "Foreground" {
         let object = registry
-            .update_deletion(resource, namespace, name, request.resource_version, |mut obj| {
-                if obj.pointer("/metadata/deletionTimestamp").is_none() {
-                    obj["metadata"]["deletionTimestamp"] = json!(crate::registry::now_rfc3339());
-                    obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                }
-                if propagation == "Foreground" {
-                    let finalizers = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-                    if !finalizers.contains(&json!("foregroundDeletion")) {
-                        let mut f = finalizers;
-                        f.push(json!("foregroundDeletion"));
-                        obj["metadata"]["finalizers"] = json!(f);
+            .update_deletion(
+                resource,
+                namespace,
+                name,
+                request.resource_version,
+                |mut obj| {
+                    if obj.pointer("/metadata/deletionTimestamp").is_none() {
+                        obj["metadata"]["deletionTimestamp"] =
+                            json!(crate::registry::now_rfc3339());
+                        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     }
-                }
-                Ok(obj)
-            })
+                    if propagation == "Foreground" {
+                        let finalizers = obj["metadata"]["finalizers"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        if !finalizers.contains(&json!("foregroundDeletion")) {
+                            let mut f = finalizers;
+                            f.push(json!("foregroundDeletion"));
+                            obj["metadata"]["finalizers"] = json!(f);
+                        }
+                    }
+                    Ok(obj)
+                },
+            )
             .await?;
         if propagation == "Foreground" {
-            gc::spawn_foreground(server.clone(), resource, namespace.map(str::to_string), name.to_string(), uid);
+            gc::spawn_foreground(
+                server.clone(),
+                resource,
+                namespace.map(str::to_string),
+                name.to_string(),
+                uid,
+            );
         }
         return Ok((object, false));
     }
@@ -542,15 +866,32 @@ pub async fn delete_object(
     Ok((object, true))
 }
 
-async fn delete_collection(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>) -> ApiResult<Response> {
+async fn delete_collection(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+) -> ApiResult<Response> {
     let (labels, fields) = selectors(call, resource)?;
     let options = options_to_request(&delete_options(call)?);
-    let listed = call.server.registry.list(resource, namespace, &labels, &fields, 0, None).await?;
+    let listed = call
+        .server
+        .registry
+        .list(resource, namespace, &labels, &fields, 0, None)
+        .await?;
     let mut deleted = Vec::new();
     for item in &listed.items {
         let name = meta_str(item, "name").unwrap_or("").to_string();
         let ns = meta_str(item, "namespace").map(str::to_string);
-        match delete_object(&call.server, resource, ns.as_deref(), &name, &options, call.dry_run()).await {
+        match delete_object(
+            &call.server,
+            resource,
+            ns.as_deref(),
+            &name,
+            &options,
+            call.dry_run(),
+        )
+        .await
+        {
             Ok((object, _)) => deleted.push(object),
             Err(e) if e.reason == Reason::NotFound => {}
             Err(e) => return Err(e.into()),

@@ -45,7 +45,10 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
-        ApiServer { registry: Arc::new(Registry::new(store, &config)), config: Arc::new(config) }
+        ApiServer {
+            registry: Arc::new(Registry::new(store, &config)),
+            config: Arc::new(config),
+        }
     }
 
     /// Create the namespaces every cluster has, if missing.

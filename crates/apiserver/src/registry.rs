@@ -37,7 +37,9 @@ pub struct Listed {
 
 /// RFC 3339 with second precision, as `metav1.Time` serializes.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub fn key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
@@ -77,13 +79,18 @@ fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
 }
 
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
-    object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+    object
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 /// Parse a client-given resourceVersion.
 pub fn parse_revision(rv: &str) -> Result<Revision, ApiError> {
     rv.parse::<Revision>().map_err(|_| {
-        ApiError::bad_request(format!("resourceVersion: Invalid value: {rv:?}: must be a non-negative decimal integer"))
+        ApiError::bad_request(format!(
+            "resourceVersion: Invalid value: {rv:?}: must be a non-negative decimal integer"
+        ))
     })
 }
 
@@ -91,15 +98,25 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, config: &ApiConfig) -> Self {
-        Registry { store, services: ServiceAllocator::new(&config.service_cidr) }
+        Registry {
+            store,
+            services: ServiceAllocator::new(&config.service_cidr),
+        }
     }
 
-    pub async fn get(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub async fn get(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let key = key(resource, namespace, name);
         match self.store.get(&key).await.map_err(store_failure)? {
             Some(kv) => decode(&kv),
@@ -107,8 +124,16 @@ impl Registry {
         }
     }
 
-    pub async fn get_raw(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Option<KeyValue>, ApiError> {
-        self.store.get(&key(resource, namespace, name)).await.map_err(store_failure)
+    pub async fn get_raw(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<KeyValue>, ApiError> {
+        self.store
+            .get(&key(resource, namespace, name))
+            .await
+            .map_err(store_failure)
     }
 
     /// List objects matching the selectors, paging by `limit` after `continue_after`.
@@ -126,8 +151,16 @@ impl Registry {
         let mut after = continue_after.map(str::to_string);
         // Filter while paging so `limit` counts matches, as the watch cache does.
         loop {
-            let page_size = if limit == 0 { 0 } else { (limit - items.len()).max(64) };
-            let range = self.store.range(&prefix, after.as_deref(), page_size).await.map_err(store_failure)?;
+            let page_size = if limit == 0 {
+                0
+            } else {
+                (limit - items.len()).max(64)
+            };
+            let range = self
+                .store
+                .range(&prefix, after.as_deref(), page_size)
+                .await
+                .map_err(store_failure)?;
             let mut last_key = None;
             for kv in &range.kvs {
                 last_key = Some(kv.key.clone());
@@ -135,13 +168,23 @@ impl Registry {
                 if labels.matches_object(&object) && fields.matches(&object) {
                     items.push(object);
                     if limit > 0 && items.len() == limit {
-                        let more = range.more || kv.key != range.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
-                        return Ok(Listed { items, revision: range.revision, continue_after: more.then(|| kv.key.clone()) });
+                        let more = range.more
+                            || kv.key
+                                != range.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
+                        return Ok(Listed {
+                            items,
+                            revision: range.revision,
+                            continue_after: more.then(|| kv.key.clone()),
+                        });
                     }
                 }
             }
             if !range.more {
-                return Ok(Listed { items, revision: range.revision, continue_after: None });
+                return Ok(Listed {
+                    items,
+                    revision: range.revision,
+                    continue_after: None,
+                });
             }
             after = last_key;
         }
@@ -149,14 +192,28 @@ impl Registry {
 
     /// Create: stamp metadata, default, validate, allocate, store. `object` is already
     /// normalized against its type.
-    pub async fn create(&self, resource: &ResourceInfo, namespace: Option<&str>, mut object: Value, dry_run: bool) -> Result<Value, ApiError> {
+    pub async fn create(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        mut object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         if let Some(ns) = namespace.filter(|_| resource.namespaced) {
-            let ns_info = resource::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+            let ns_info = resource::find("", "v1", "namespaces")
+                .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
             let namespace_object = self.get(ns_info, None, ns).await?;
-            if namespace_object.pointer("/metadata/deletionTimestamp").is_some() {
+            if namespace_object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some()
+            {
                 return Err(ApiError::new(
                     podium_api::status::Reason::Conflict,
-                    format!("{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated", resource.plural, meta_str(&object, "name").unwrap_or("")),
+                    format!(
+                        "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        resource.plural,
+                        meta_str(&object, "name").unwrap_or("")
+                    ),
                 ));
             }
         }
@@ -164,10 +221,24 @@ impl Registry {
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| ApiError::bad_request("metadata is required"))?;
-        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|rv| !rv.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
-        for system in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields", "selfLink"] {
+        for system in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(system);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -183,12 +254,23 @@ impl Registry {
                 meta.remove("namespace");
             }
         }
-        let generate_name = meta.get("generateName").and_then(Value::as_str).map(str::to_string);
-        let fixed_name = meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_string);
+        let generate_name = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let fixed_name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
         strategy::prepare_for_create(resource, &mut object);
         strategy::apply_defaults(resource, &mut object);
 
-        let attempts = if fixed_name.is_none() && generate_name.is_some() { 8 } else { 1 };
+        let attempts = if fixed_name.is_none() && generate_name.is_some() {
+            8
+        } else {
+            1
+        };
         for _ in 0..attempts {
             let name = match (&fixed_name, &generate_name) {
                 (Some(name), _) => name.clone(),
@@ -197,7 +279,16 @@ impl Registry {
                     format!("{base}{}", random_suffix())
                 }
                 (None, None) => {
-                    return Err(ApiError::invalid(resource.group, resource.kind, "", vec![podium_api::status::cause("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]));
+                    return Err(ApiError::invalid(
+                        resource.group,
+                        resource.kind,
+                        "",
+                        vec![podium_api::status::cause(
+                            "FieldValueRequired",
+                            "metadata.name",
+                            "Required value: name or generateName is required",
+                        )],
+                    ));
                 }
             };
             object["metadata"]["name"] = json!(name);
@@ -224,14 +315,21 @@ impl Registry {
                     if resource.kind == "Service" {
                         self.services.release(&object).await;
                     }
-                    return Err(ApiError::already_exists(resource.group, resource.plural, &name));
+                    return Err(ApiError::already_exists(
+                        resource.group,
+                        resource.plural,
+                        &name,
+                    ));
                 }
                 Err(e) => return Err(store_failure(e)),
             }
         }
         Err(ApiError::new(
             podium_api::status::Reason::AlreadyExists,
-            format!("{} could not find a free name from generateName after 8 tries", resource.plural),
+            format!(
+                "{} could not find a free name from generateName after 8 tries",
+                resource.plural
+            ),
         ))
     }
 
@@ -250,7 +348,16 @@ impl Registry {
     where
         F: FnMut(Value) -> Result<Value, ApiError>,
     {
-        self.update_inner(resource, namespace, name, precondition, dry_run, false, mutate).await
+        self.update_inner(
+            resource,
+            namespace,
+            name,
+            precondition,
+            dry_run,
+            false,
+            mutate,
+        )
+        .await
     }
 
     /// [`Self::update_with`] for the server's own deletion steps, which may set
@@ -266,7 +373,8 @@ impl Registry {
     where
         F: FnMut(Value) -> Result<Value, ApiError>,
     {
-        self.update_inner(resource, namespace, name, precondition, false, true, mutate).await
+        self.update_inner(resource, namespace, name, precondition, false, true, mutate)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -293,7 +401,8 @@ impl Registry {
             }
             let old = decode(&kv)?;
             let mut new = mutate(old.clone())?;
-            self.finish_update(resource, &old, &mut new, deleting).await?;
+            self.finish_update(resource, &old, &mut new, deleting)
+                .await?;
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(old);
             }
@@ -302,26 +411,48 @@ impl Registry {
             }
             // A deleting object whose last finalizer was just removed is gone for good.
             let finalizers_done = new.pointer("/metadata/deletionTimestamp").is_some()
-                && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
-            if finalizers_done && old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) {
-                return match self.store.delete(&key, Expect::Revision(kv.mod_revision)).await {
+                && new
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(|f| f.is_empty());
+            if finalizers_done
+                && old
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty())
+            {
+                return match self
+                    .store
+                    .delete(&key, Expect::Revision(kv.mod_revision))
+                    .await
+                {
                     Ok((_, revision)) => {
                         set_resource_version(&mut new, revision);
                         Ok(new)
                     }
                     Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
-                    Err(StoreError::Conflict { .. }) => Err(ApiError::stale(resource.group, resource.plural, name)),
+                    Err(StoreError::Conflict { .. }) => {
+                        Err(ApiError::stale(resource.group, resource.plural, name))
+                    }
                     Err(e) => Err(store_failure(e)),
                 };
             }
-            match self.store.put(&key, encode(&new)?, Expect::Revision(kv.mod_revision)).await {
+            match self
+                .store
+                .put(&key, encode(&new)?, Expect::Revision(kv.mod_revision))
+                .await
+            {
                 Ok(stored) => {
                     set_resource_version(&mut new, stored.mod_revision);
                     return Ok(new);
                 }
                 Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
-                Err(StoreError::Conflict { .. }) => return Err(ApiError::stale(resource.group, resource.plural, name)),
-                Err(StoreError::NotFound(_)) => return Err(ApiError::not_found(resource.group, resource.plural, name)),
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(ApiError::stale(resource.group, resource.plural, name));
+                }
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::not_found(resource.group, resource.plural, name));
+                }
                 Err(e) => return Err(store_failure(e)),
             }
         }
@@ -330,7 +461,13 @@ impl Registry {
 
     /// The rules of every update: identity and system metadata are the server's,
     /// generation counts spec changes, defaults and validation apply.
-    async fn finish_update(&self, resource: &ResourceInfo, old: &Value, new: &mut Value, deleting: bool) -> Result<(), ApiError> {
+    async fn finish_update(
+        &self,
+        resource: &ResourceInfo,
+        old: &Value,
+        new: &mut Value,
+        deleting: bool,
+    ) -> Result<(), ApiError> {
         let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
         {
             let meta = new
@@ -338,9 +475,23 @@ impl Registry {
                 .and_then(Value::as_object_mut)
                 .ok_or_else(|| ApiError::bad_request("metadata is required"))?;
             let preserved: &[&str] = if deleting {
-                &["uid", "creationTimestamp", "namespace", "name", "generation"]
+                &[
+                    "uid",
+                    "creationTimestamp",
+                    "namespace",
+                    "name",
+                    "generation",
+                ]
             } else {
-                &["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"]
+                &[
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "namespace",
+                    "name",
+                    "generation",
+                ]
             };
             for system in preserved {
                 match old_meta.get(*system) {
@@ -353,7 +504,11 @@ impl Registry {
         }
         strategy::apply_defaults(resource, new);
         if strategy::tracks_generation(resource) && new.get("spec") != old.get("spec") {
-            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            let generation = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
             new["metadata"]["generation"] = json!(generation);
         }
         strategy::validate(resource, new, Some(old))?;
@@ -364,7 +519,13 @@ impl Registry {
     }
 
     /// Remove an object now. `expect` carries the preconditions.
-    pub async fn remove(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str, expect: Expect) -> Result<Value, ApiError> {
+    pub async fn remove(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        expect: Expect,
+    ) -> Result<Value, ApiError> {
         let key = key(resource, namespace, name);
         match self.store.delete(&key, expect).await {
             Ok((prev, revision)) => {
@@ -375,15 +536,20 @@ impl Registry {
                 }
                 Ok(object)
             }
-            Err(StoreError::NotFound(_)) => Err(ApiError::not_found(resource.group, resource.plural, name)),
-            Err(StoreError::Conflict { .. }) => Err(ApiError::stale(resource.group, resource.plural, name)),
+            Err(StoreError::NotFound(_)) => {
+                Err(ApiError::not_found(resource.group, resource.plural, name))
+            }
+            Err(StoreError::Conflict { .. }) => {
+                Err(ApiError::stale(resource.group, resource.plural, name))
+            }
             Err(e) => Err(store_failure(e)),
         }
     }
 
     /// Create a namespace if it does not exist.
     pub async fn ensure_namespace(&self, name: &str) -> Result<(), ApiError> {
-        let ns = resource::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+        let ns = resource::find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
         if self.get_raw(ns, None, name).await?.is_some() {
             return Ok(());
         }

@@ -12,9 +12,17 @@ pub enum Target {
     /// `/api/v1` or `/apis/<g>/<v>`: the resource list of a group-version.
     GroupVersion { group: String, version: String },
     /// A collection (`namespace` None = cluster-scoped or across all namespaces).
-    Collection { resource: &'static ResourceInfo, namespace: Option<String> },
+    Collection {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+    },
     /// One object, or one of its subresources.
-    Object { resource: &'static ResourceInfo, namespace: Option<String>, name: String, sub: Option<Subresource> },
+    Object {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+        sub: Option<Subresource>,
+    },
 }
 
 /// Parse the path after the leading `/api` or `/apis` (`legacy` says which).
@@ -48,7 +56,10 @@ pub fn parse_target(legacy: bool, path: &str) -> Result<Target, ApiError> {
         })
     };
     match rest {
-        [] => Ok(Target::GroupVersion { group: group.into(), version: version.into() }),
+        [] => Ok(Target::GroupVersion {
+            group: group.into(),
+            version: version.into(),
+        }),
         // `namespaces/<ns>/<resource>...` addresses namespaced resources, unless the third
         // segment is a subresource of the namespace itself.
         ["namespaces", ns, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") => {
@@ -58,26 +69,52 @@ pub fn parse_target(legacy: bool, path: &str) -> Result<Target, ApiError> {
             }
             let namespace = Some(ns.to_string());
             match tail {
-                [] => Ok(Target::Collection { resource, namespace }),
-                [name] => Ok(Target::Object { resource, namespace, name: name.to_string(), sub: None }),
-                [name, s] => Ok(Target::Object { resource, namespace, name: name.to_string(), sub: Some(sub(resource, s)?) }),
+                [] => Ok(Target::Collection {
+                    resource,
+                    namespace,
+                }),
+                [name] => Ok(Target::Object {
+                    resource,
+                    namespace,
+                    name: name.to_string(),
+                    sub: None,
+                }),
+                [name, s] => Ok(Target::Object {
+                    resource,
+                    namespace,
+                    name: name.to_string(),
+                    sub: Some(sub(resource, s)?),
+                }),
                 _ => Err(ApiError::not_found_path(path)),
             }
         }
-        [plural] => Ok(Target::Collection { resource: lookup(plural)?, namespace: None }),
+        [plural] => Ok(Target::Collection {
+            resource: lookup(plural)?,
+            namespace: None,
+        }),
         [plural, name] => {
             let resource = lookup(plural)?;
             if resource.namespaced {
                 return Err(ApiError::not_found_path(path));
             }
-            Ok(Target::Object { resource, namespace: None, name: name.to_string(), sub: None })
+            Ok(Target::Object {
+                resource,
+                namespace: None,
+                name: name.to_string(),
+                sub: None,
+            })
         }
         [plural, name, s] => {
             let resource = lookup(plural)?;
             if resource.namespaced {
                 return Err(ApiError::not_found_path(path));
             }
-            Ok(Target::Object { resource, namespace: None, name: name.to_string(), sub: Some(sub(resource, s)?) })
+            Ok(Target::Object {
+                resource,
+                namespace: None,
+                name: name.to_string(),
+                sub: Some(sub(resource, s)?),
+            })
         }
         _ => Err(ApiError::not_found_path(path)),
     }
@@ -105,7 +142,10 @@ fn percent_decode(s: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -133,7 +173,10 @@ pub trait NotFoundPath {
 impl NotFoundPath for ApiError {
     fn not_found_path(path: &str) -> ApiError {
         let _ = path;
-        ApiError::new(podium_api::status::Reason::NotFound, "the server could not find the requested resource")
+        ApiError::new(
+            podium_api::status::Reason::NotFound,
+            "the server could not find the requested resource",
+        )
     }
 }
 
@@ -143,16 +186,36 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert!(matches!(parse_target(true, "v1").unwrap(), Target::GroupVersion { .. }));
-        assert!(matches!(parse_target(true, "v1/namespaces/default/pods").unwrap(),
-            Target::Collection { resource, namespace: Some(ns) } if resource.plural == "pods" && ns == "default"));
-        assert!(matches!(parse_target(true, "v1/namespaces/default").unwrap(),
-            Target::Object { resource, name, sub: None, .. } if resource.plural == "namespaces" && name == "default"));
-        assert!(matches!(parse_target(true, "v1/namespaces/x/status").unwrap(),
-            Target::Object { resource, sub: Some(Subresource::Status), .. } if resource.plural == "namespaces"));
-        assert!(matches!(parse_target(false, "apps/v1/namespaces/d/deployments/web/scale").unwrap(),
-            Target::Object { sub: Some(Subresource::Scale), .. }));
-        assert!(matches!(parse_target(true, "v1/pods").unwrap(), Target::Collection { namespace: None, .. }));
+        assert!(matches!(
+            parse_target(true, "v1").unwrap(),
+            Target::GroupVersion { .. }
+        ));
+        assert!(
+            matches!(parse_target(true, "v1/namespaces/default/pods").unwrap(),
+            Target::Collection { resource, namespace: Some(ns) } if resource.plural == "pods" && ns == "default")
+        );
+        assert!(
+            matches!(parse_target(true, "v1/namespaces/default").unwrap(),
+            Target::Object { resource, name, sub: None, .. } if resource.plural == "namespaces" && name == "default")
+        );
+        assert!(
+            matches!(parse_target(true, "v1/namespaces/x/status").unwrap(),
+            Target::Object { resource, sub: Some(Subresource::Status), .. } if resource.plural == "namespaces")
+        );
+        assert!(matches!(
+            parse_target(false, "apps/v1/namespaces/d/deployments/web/scale").unwrap(),
+            Target::Object {
+                sub: Some(Subresource::Scale),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_target(true, "v1/pods").unwrap(),
+            Target::Collection {
+                namespace: None,
+                ..
+            }
+        ));
         assert!(parse_target(true, "v1/namespaces/d/widgets").is_err());
         assert!(parse_target(false, "apps/v2/deployments").is_err());
         assert!(parse_target(true, "v1/namespaces/d/pods/p/exec").is_err());
@@ -160,7 +223,9 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = parse_query(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&x"));
+        let q = parse_query(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&x",
+        ));
         assert_eq!(q["labelSelector"], "app=web,tier in (a)");
         assert_eq!(q["watch"], "true");
         assert_eq!(q["x"], "");

@@ -14,28 +14,53 @@ use crate::error::ApiResult;
 use crate::handlers::{Call, check_type, json_response, object_response};
 use crate::registry::{meta_str, now_rfc3339, parse_revision};
 
-pub async fn put_status(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
+pub async fn put_status(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
     let mut object = call.body_value()?;
     check_type(resource, &mut object)?;
-    let precondition = meta_str(&object, "resourceVersion").filter(|rv| !rv.is_empty()).map(parse_revision).transpose()?;
-    let (object, warnings) = strategy::normalize(resource, &object, FieldValidation::parse(call.param("fieldValidation"))?)?;
+    let precondition = meta_str(&object, "resourceVersion")
+        .filter(|rv| !rv.is_empty())
+        .map(parse_revision)
+        .transpose()?;
+    let (object, warnings) = strategy::normalize(
+        resource,
+        &object,
+        FieldValidation::parse(call.param("fieldValidation"))?,
+    )?;
     let status = object.get("status").cloned();
     let updated = call
         .server
         .registry
-        .update_with(resource, namespace, name, precondition, call.dry_run(), |mut old| {
-            match &status {
-                Some(s) => old["status"] = s.clone(),
-                None => {
-                    if let Some(m) = old.as_object_mut() {
-                        m.remove("status");
+        .update_with(
+            resource,
+            namespace,
+            name,
+            precondition,
+            call.dry_run(),
+            |mut old| {
+                match &status {
+                    Some(s) => old["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = old.as_object_mut() {
+                            m.remove("status");
+                        }
                     }
                 }
-            }
-            Ok(old)
-        })
+                Ok(old)
+            },
+        )
         .await?;
-    Ok(object_response(call, resource, StatusCode::OK, &updated, &warnings))
+    Ok(object_response(
+        call,
+        resource,
+        StatusCode::OK,
+        &updated,
+        &warnings,
+    ))
 }
 
 /// `metav1.LabelSelector` as the string form Scale.status.selector carries.
@@ -47,9 +72,20 @@ fn selector_string(selector: &Value) -> String {
         .flatten()
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
         .collect();
-    for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         match e.get("operator").and_then(Value::as_str).unwrap_or("") {
             "In" => parts.push(format!("{key} in ({})", values.join(","))),
             "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
@@ -79,41 +115,107 @@ fn scale_of(object: &Value) -> Value {
     })
 }
 
-pub async fn get_scale(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
+pub async fn get_scale(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
     let object = call.server.registry.get(resource, namespace, name).await?;
     Ok(json_response(StatusCode::OK, &scale_of(&object), &[]))
 }
 
-pub async fn write_scale(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
-    let is_patch = call.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("patch"));
+pub async fn write_scale(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
+    let is_patch = call
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.contains("patch"));
     let body = if is_patch {
-        serde_json::from_slice::<Value>(&call.body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+        serde_json::from_slice::<Value>(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
     } else {
         call.body_value()?
     };
-    let precondition = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(parse_revision).transpose()?;
+    let precondition = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(parse_revision)
+        .transpose()?;
     let updated = call
         .server
         .registry
-        .update_with(resource, namespace, name, precondition, call.dry_run(), |mut object| {
-            let scale = if is_patch { crate::handlers::apply_patch(call, resource, &scale_of(&object), &body)? } else { body.clone() };
-            let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-            if replicas < 0 {
-                return Err(ApiError::invalid("autoscaling", "Scale", name, vec![podium_api::status::cause("FieldValueInvalid", "spec.replicas", format!("Invalid value: {replicas}: must be greater than or equal to 0"))]));
-            }
-            object["spec"]["replicas"] = json!(replicas);
-            Ok(object)
-        })
+        .update_with(
+            resource,
+            namespace,
+            name,
+            precondition,
+            call.dry_run(),
+            |mut object| {
+                let scale = if is_patch {
+                    crate::handlers::apply_patch(call, resource, &scale_of(&object), &body)?
+                } else {
+                    body.clone()
+                };
+                let replicas = scale
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        name,
+                        vec![podium_api::status::cause(
+                            "FieldValueInvalid",
+                            "spec.replicas",
+                            format!(
+                                "Invalid value: {replicas}: must be greater than or equal to 0"
+                            ),
+                        )],
+                    ));
+                }
+                object["spec"]["replicas"] = json!(replicas);
+                Ok(object)
+            },
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &scale_of(&updated), &[]))
 }
 
-pub async fn bind(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
+pub async fn bind(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
     let binding = call.body_value()?;
-    let node = binding.pointer("/target/name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::invalid("", "Binding", name, vec![podium_api::status::cause("FieldValueRequired", "target.name", "Required value")])
-    })?;
-    let uid_precondition = binding.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                vec![podium_api::status::cause(
+                    "FieldValueRequired",
+                    "target.name",
+                    "Required value",
+                )],
+            )
+        })?;
+    let uid_precondition = binding
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     call.server
         .registry
         .update_with(resource, namespace, name, None, call.dry_run(), |mut pod| {
@@ -157,25 +259,39 @@ fn log_container(call: &Call, pod: &Value, name: &str) -> Result<String, ApiErro
         return if containers.iter().any(|x| x == c) {
             Ok(c.to_string())
         } else {
-            Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")))
+            Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )))
         };
     }
-    if let Some(c) = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str) {
+    if let Some(c) = pod
+        .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
+        .and_then(Value::as_str)
+    {
         return Ok(c.to_string());
     }
     match containers.as_slice() {
         [only] => Ok(only.clone()),
-        _ => Err(ApiError::bad_request(format!("a container name must be specified for pod {name}, choose one of: [{}]", containers.join(" ")))),
+        _ => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
     }
 }
 
-pub async fn log(call: &Call, resource: &'static ResourceInfo, namespace: Option<&str>, name: &str) -> ApiResult<Response> {
+pub async fn log(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
     let pod = call.server.registry.get(resource, namespace, name).await?;
     let container = log_container(call, &pod, name)?;
     let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| {
         ApiError::bad_request(format!("container \"{container}\" in pod \"{name}\" is waiting to start: the pod has not been scheduled to a node yet"))
     })?;
-    let nodes = resource::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes not registered"))?;
+    let nodes = resource::find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes not registered"))?;
     let node = call.server.registry.get(nodes, None, node_name).await?;
     let address = node
         .pointer("/status/addresses")
@@ -184,41 +300,82 @@ pub async fn log(call: &Call, resource: &'static ResourceInfo, namespace: Option
         .flatten()
         .find(|a| a["type"] == "InternalIP")
         .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| ApiError::new(Reason::ServiceUnavailable, format!("node {node_name} reports no InternalIP to fetch logs from")))?
+        .ok_or_else(|| {
+            ApiError::new(
+                Reason::ServiceUnavailable,
+                format!("node {node_name} reports no InternalIP to fetch logs from"),
+            )
+        })?
         .to_string();
-    let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .unwrap_or(10250);
     let mut query: Vec<String> = Vec::new();
-    for key in ["follow", "tailLines", "previous", "limitBytes", "sinceSeconds", "sinceTime", "timestamps"] {
+    for key in [
+        "follow",
+        "tailLines",
+        "previous",
+        "limitBytes",
+        "sinceSeconds",
+        "sinceTime",
+        "timestamps",
+    ] {
         if let Some(v) = call.param(key) {
             query.push(format!("{key}={}", v.replace(['&', '#', ' '], "")));
         }
     }
-    let path = format!("/containerLogs/{}/{name}/{container}?{}", namespace.unwrap_or("default"), query.join("&"));
-    proxy_get(&address, port as u16, &path).await.map_err(Into::into)
+    let path = format!(
+        "/containerLogs/{}/{name}/{container}?{}",
+        namespace.unwrap_or("default"),
+        query.join("&")
+    );
+    proxy_get(&address, port as u16, &path)
+        .await
+        .map_err(Into::into)
 }
 
 /// GET from a node agent and stream the answer back (errors become a `Status`).
 async fn proxy_get(address: &str, port: u16, path: &str) -> Result<Response, ApiError> {
-    let unavailable = |e: String| ApiError::new(Reason::ServiceUnavailable, format!("could not reach the node agent at {address}:{port}: {e}"));
-    let host: std::net::IpAddr = address.parse().map_err(|_| unavailable("bad address".into()))?;
-    let stream = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| unavailable(e.to_string()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let unavailable = |e: String| {
+        ApiError::new(
+            Reason::ServiceUnavailable,
+            format!("could not reach the node agent at {address}:{port}: {e}"),
+        )
+    };
+    let host: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| unavailable("bad address".into()))?;
+    let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| unavailable(e.to_string()))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
     tokio::spawn(connection);
     let request = http::Request::get(path)
         .header(http::header::HOST, format!("{address}:{port}"))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| unavailable(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     let (parts, body) = response.into_parts();
     if parts.status.is_success() {
         let mut out = Response::new(Body::new(body));
         *out.status_mut() = parts.status;
-        out.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        out.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
         return Ok(out);
     }
-    let text = http_body_util::BodyExt::collect(body).await.map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string()).unwrap_or_default();
+    let text = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+        .unwrap_or_default();
     let reason = match parts.status.as_u16() {
         404 => Reason::NotFound,
         400 => Reason::BadRequest,

@@ -40,13 +40,21 @@ impl Encoder {
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
         let object = if self.table {
             let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
-            let t = table::render(self.resource, std::slice::from_ref(object), meta, self.include, jiff::Timestamp::now(), !self.sent_columns);
+            let t = table::render(
+                self.resource,
+                std::slice::from_ref(object),
+                meta,
+                self.include,
+                jiff::Timestamp::now(),
+                !self.sent_columns,
+            );
             self.sent_columns = true;
             t
         } else {
             object.clone()
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -57,24 +65,33 @@ impl Encoder {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
-        let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 
     fn error(&self, e: &ApiError) -> Bytes {
-        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+            .unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 }
 
-pub async fn serve(call: Call, resource: &'static ResourceInfo, namespace: Option<String>) -> ApiResult<Response> {
+pub async fn serve(
+    call: Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<String>,
+) -> ApiResult<Response> {
     let (labels, fields) = selectors(&call, resource)?;
-    let timeout = match call.param("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("timeoutSeconds: Invalid value: {t:?}")))?),
-        None => DEFAULT_TIMEOUT,
-    };
+    let timeout =
+        match call.param("timeoutSeconds") {
+            Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("timeoutSeconds: Invalid value: {t:?}"))
+            })?),
+            None => DEFAULT_TIMEOUT,
+        };
     let bookmarks = call.param("allowWatchBookmarks") == Some("true");
     let send_initial = call.param("sendInitialEvents") == Some("true");
     let requested = match call.param("resourceVersion") {
@@ -83,14 +100,21 @@ pub async fn serve(call: Call, resource: &'static ResourceInfo, namespace: Optio
     };
     let registry = call.server.registry.clone();
     let prefix = prefix(resource, namespace.as_deref());
-    let mut encoder = Encoder { resource, table: call.wants_table(), include: call.include_object(), sent_columns: false };
+    let mut encoder = Encoder {
+        resource,
+        table: call.wants_table(),
+        include: call.include_object(),
+        sent_columns: false,
+    };
 
     // Initial state: synthetic ADDED events when no (or a zero) resourceVersion was given.
     let mut initial = Vec::new();
     let start = match requested {
         Some(rv) if !send_initial => rv,
         _ => {
-            let listed = registry.list(resource, namespace.as_deref(), &labels, &fields, 0, None).await?;
+            let listed = registry
+                .list(resource, namespace.as_deref(), &labels, &fields, 0, None)
+                .await?;
             initial = listed.items;
             listed.revision
         }
@@ -101,27 +125,44 @@ pub async fn serve(call: Call, resource: &'static ResourceInfo, namespace: Optio
     tokio::spawn(async move {
         let mut watch = match watch {
             Ok(w) => w,
-            Err(StoreError::Compacted { requested, compacted }) => {
-                let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let e = ApiError::gone(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ));
                 let _ = sender.send(Ok(encoder.error(&e))).await;
                 return;
             }
             Err(e) => {
-                let _ = sender.send(Ok(encoder.error(&ApiError::internal(e.to_string())))).await;
+                let _ = sender
+                    .send(Ok(encoder.error(&ApiError::internal(e.to_string()))))
+                    .await;
                 return;
             }
         };
         for object in &initial {
-            if sender.send(Ok(encoder.event("ADDED", object))).await.is_err() {
+            if sender
+                .send(Ok(encoder.event("ADDED", object)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
         let mut last_revision = start;
-        if send_initial && sender.send(Ok(encoder.bookmark(start, true))).await.is_err() {
+        if send_initial
+            && sender
+                .send(Ok(encoder.bookmark(start, true)))
+                .await
+                .is_err()
+        {
             return;
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return,
@@ -166,6 +207,9 @@ pub async fn serve(call: Call, resource: &'static ResourceInfo, namespace: Optio
 
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
     *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }

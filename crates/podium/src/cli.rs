@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "podium", version, about = "Kubernetes rebuilt small: a whole cluster in one binary")]
+#[command(
+    name = "podium",
+    version,
+    about = "Kubernetes rebuilt small: a whole cluster in one binary"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,26 +79,39 @@ pub struct UpArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
             runtime.block_on(crate::up::up(args))
         }
         Command::Down { data_dir } => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(crate::up::down(data_dir))
         }
-        Command::Image { command: ImageCommand::Import { data_dir, files } } => {
-            let store = podium_image::ImageStore::open(data_dir.join("images")).context("opening the image store")?;
+        Command::Image {
+            command: ImageCommand::Import { data_dir, files },
+        } => {
+            let store = podium_image::ImageStore::open(data_dir.join("images"))
+                .context("opening the image store")?;
             for file in files {
                 eprintln!("Importing {} ...", file.display());
-                let imported = store.import(&file).with_context(|| format!("importing {}", file.display()))?;
+                let imported = store
+                    .import(&file)
+                    .with_context(|| format!("importing {}", file.display()))?;
                 for image in imported {
                     println!("Imported {}:{} ({})", image.repository, image.tag, image.id);
                 }
             }
             Ok(())
         }
-        Command::Image { command: ImageCommand::Ls { data_dir } } => {
-            let store = podium_image::ImageStore::open(data_dir.join("images")).context("opening the image store")?;
+        Command::Image {
+            command: ImageCommand::Ls { data_dir },
+        } => {
+            let store = podium_image::ImageStore::open(data_dir.join("images"))
+                .context("opening the image store")?;
             print!("{}", podium_image::ImageStore::render_table(&store.list()?));
             Ok(())
         }

@@ -43,43 +43,64 @@ fn write_kubeconfig(path: &Path, server: &str) -> anyhow::Result<()> {
 }
 
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_lowercase()).unwrap_or_else(|_| "podium".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "podium".into())
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn,hyper=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn,hyper=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let data_dir = args.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     // `podium down` needs the same network settings to find what `up` made.
     let settings = serde_json::json!({"pod_cidr": args.pod_cidr, "bridge": args.bridge});
-    std::fs::write(data_dir.join("node.json"), settings.to_string()).context("writing node.json")?;
+    std::fs::write(data_dir.join("node.json"), settings.to_string())
+        .context("writing node.json")?;
 
     let store = podium_store::RedbStore::open(data_dir.join("state.redb"))
         .context("opening the store (is another `podium up` running on this data dir?)")?
         .shared();
     let api = podium_apiserver::ApiServer::new(
         Arc::new(store),
-        podium_apiserver::ApiConfig { service_cidr: args.service_cidr.clone(), advertise_address: args.listen.to_string() },
+        podium_apiserver::ApiConfig {
+            service_cidr: args.service_cidr.clone(),
+            advertise_address: args.listen.to_string(),
+        },
     );
-    api.bootstrap().await.map_err(|e| anyhow::anyhow!("bootstrapping namespaces: {e}"))?;
+    api.bootstrap()
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping namespaces: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("binding the API server to {} (is the port in use?)", args.listen))?;
+        .with_context(|| {
+            format!(
+                "binding the API server to {} (is the port in use?)",
+                args.listen
+            )
+        })?;
     let router = api.router();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let url = format!("http://{}", args.listen);
     write_kubeconfig(&data_dir.join("kubeconfig"), &url)?;
     tracing::info!(api = %url, kubeconfig = %data_dir.join("kubeconfig").display(), "API server ready");
 
-    let client = kube::Client::try_from(kube::Config::new(url.parse()?)).context("building the API client")?;
+    let client = kube::Client::try_from(kube::Config::new(url.parse()?))
+        .context("building the API client")?;
     let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
     let runtime: Arc<dyn Runtime> = Arc::new(
-        EmbeddedRuntime::new(runtime_config(&data_dir, &args.pod_cidr, &args.bridge)?, images)
-            .context("starting the embedded runtime")?,
+        EmbeddedRuntime::new(
+            runtime_config(&data_dir, &args.pod_cidr, &args.bridge)?,
+            images,
+        )
+        .context("starting the embedded runtime")?,
     );
     let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let agent_config = podium_agent::AgentConfig {
@@ -89,7 +110,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         agent_listen: std::net::SocketAddr::new(args.node_ip, 0),
         drain_delay: Duration::from_secs(1),
     };
-    let proxy_config = podium_proxy::ProxyConfig { node_ip: args.node_ip, cluster_ip_interface: "podium-svc".into() };
+    let proxy_config = podium_proxy::ProxyConfig {
+        node_ip: args.node_ip,
+        cluster_ip_interface: "podium-svc".into(),
+    };
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { server.await?.context("API server") });
@@ -123,12 +147,20 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 /// Stop every container of the data dir and release what the runtime holds on the host.
 pub async fn down(data_dir: PathBuf) -> anyhow::Result<()> {
-    let data_dir = data_dir.canonicalize().with_context(|| format!("{} does not exist", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("{} does not exist", data_dir.display()))?;
     let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
-    let settings: serde_json::Value =
-        std::fs::read(data_dir.join("node.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let settings: serde_json::Value = std::fs::read(data_dir.join("node.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let field = |name: &str, default: &str| settings[name].as_str().unwrap_or(default).to_string();
-    let config = runtime_config(&data_dir, &field("pod_cidr", "10.42.0.0/24"), &field("bridge", "podium0"))?;
+    let config = runtime_config(
+        &data_dir,
+        &field("pod_cidr", "10.42.0.0/24"),
+        &field("bridge", "podium0"),
+    )?;
     let runtime = EmbeddedRuntime::new(config, images).context("opening the embedded runtime")?;
     let recovered = runtime.recover().await?;
     for sandbox in &recovered.sandboxes {

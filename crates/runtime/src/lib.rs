@@ -39,7 +39,10 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     pub fn host(context: impl Into<String>, source: std::io::Error) -> Self {
-        RuntimeError::Host { context: context.into(), source }
+        RuntimeError::Host {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -126,8 +129,14 @@ pub struct ExitStatus {
 /// The state of a container as the runtime knows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum ContainerState {
-    Running { pid: u32, started_at: jiff::Timestamp },
-    Exited { started_at: jiff::Timestamp, exit: ExitStatus },
+    Running {
+        pid: u32,
+        started_at: jiff::Timestamp,
+    },
+    Exited {
+        started_at: jiff::Timestamp,
+        exit: ExitStatus,
+    },
 }
 
 /// A container found by [`Runtime::recover`] or returned by [`Runtime::inspect`].

@@ -24,10 +24,17 @@ pub enum StoreError {
     AlreadyExists(String),
     /// A compare-and-swap lost: the key's revision is not the expected one.
     #[error("key {key:?} is at revision {current}, not the expected {expected}")]
-    Conflict { key: String, expected: Revision, current: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Revision,
+    },
     /// A watch asked for history that compaction has already dropped.
     #[error("revision {requested} has been compacted (oldest available is {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The backend failed (disk, corruption). The write, if any, did not happen.
     #[error("storage backend failed: {0}")]
     Backend(String),
@@ -74,7 +81,10 @@ pub struct Range {
 pub enum Event {
     /// Created (`kv.create_revision == kv.mod_revision`) or updated; `prev` is the value
     /// before an update (needed to tell watchers with selectors that an object left their set).
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// Deleted at `revision`; `prev` is the last value the key had.
     Delete { prev: KeyValue, revision: Revision },
 }

@@ -64,11 +64,19 @@ fn encode_kv(create: Revision, modified: Revision, value: &[u8]) -> Vec<u8> {
 
 fn decode_kv(key: &str, raw: &[u8]) -> Result<KeyValue> {
     if raw.len() < 16 {
-        return Err(StoreError::Backend(format!("record of {key:?} is truncated ({} bytes)", raw.len())));
+        return Err(StoreError::Backend(format!(
+            "record of {key:?} is truncated ({} bytes)",
+            raw.len()
+        )));
     }
     let create = u64::from_le_bytes(raw[0..8].try_into().map_err(backend)?);
     let modified = u64::from_le_bytes(raw[8..16].try_into().map_err(backend)?);
-    Ok(KeyValue { key: key.to_string(), value: Arc::from(&raw[16..]), create_revision: create, mod_revision: modified })
+    Ok(KeyValue {
+        key: key.to_string(),
+        value: Arc::from(&raw[16..]),
+        create_revision: create,
+        mod_revision: modified,
+    })
 }
 
 const LOG_PUT: u8 = 1;
@@ -80,7 +88,10 @@ const LOG_PUT_WITH_PREV: u8 = 3;
 fn encode_event(event: &Event) -> Vec<u8> {
     let (kind, kv, prev) = match event {
         Event::Put { kv, prev: None } => (LOG_PUT, kv, None),
-        Event::Put { kv, prev: Some(prev) } => (LOG_PUT_WITH_PREV, kv, Some(prev)),
+        Event::Put {
+            kv,
+            prev: Some(prev),
+        } => (LOG_PUT_WITH_PREV, kv, Some(prev)),
         Event::Delete { prev, .. } => (LOG_DELETE, prev, None),
     };
     let record = encode_kv(kv.create_revision, kv.mod_revision, &kv.value);
@@ -91,7 +102,11 @@ fn encode_event(event: &Event) -> Vec<u8> {
     out.extend_from_slice(&(record.len() as u32).to_le_bytes());
     out.extend_from_slice(&record);
     if let Some(prev) = prev {
-        out.extend_from_slice(&encode_kv(prev.create_revision, prev.mod_revision, &prev.value));
+        out.extend_from_slice(&encode_kv(
+            prev.create_revision,
+            prev.mod_revision,
+            &prev.value,
+        ));
     }
     out
 }
@@ -99,15 +114,24 @@ fn encode_event(event: &Event) -> Vec<u8> {
 fn decode_event(revision: Revision, raw: &[u8]) -> Result<Event> {
     let bad = || StoreError::Backend(format!("log entry {revision} is corrupt"));
     let kind = *raw.first().ok_or_else(bad)?;
-    let key_len = u32::from_le_bytes(raw.get(1..5).ok_or_else(bad)?.try_into().map_err(backend)?) as usize;
+    let key_len =
+        u32::from_le_bytes(raw.get(1..5).ok_or_else(bad)?.try_into().map_err(backend)?) as usize;
     let key = std::str::from_utf8(raw.get(5..5 + key_len).ok_or_else(bad)?).map_err(backend)?;
     let rest = raw.get(5 + key_len..).ok_or_else(bad)?;
-    let record_len = u32::from_le_bytes(rest.get(0..4).ok_or_else(bad)?.try_into().map_err(backend)?) as usize;
+    let record_len = u32::from_le_bytes(
+        rest.get(0..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(backend)?,
+    ) as usize;
     let kv = decode_kv(key, rest.get(4..4 + record_len).ok_or_else(bad)?)?;
     let tail = rest.get(4 + record_len..).ok_or_else(bad)?;
     match kind {
         LOG_PUT => Ok(Event::Put { kv, prev: None }),
-        LOG_PUT_WITH_PREV => Ok(Event::Put { kv, prev: Some(decode_kv(key, tail)?) }),
+        LOG_PUT_WITH_PREV => Ok(Event::Put {
+            kv,
+            prev: Some(decode_kv(key, tail)?),
+        }),
         LOG_DELETE => Ok(Event::Delete { prev: kv, revision }),
         _ => Err(bad()),
     }
@@ -116,28 +140,44 @@ fn decode_event(revision: Revision, raw: &[u8]) -> Result<Event> {
 impl RedbStore {
     /// Open (creating if absent) the store file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let db = Database::create(path.as_ref()).map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.as_ref().display())))?;
+        let db = Database::create(path.as_ref()).map_err(|e| {
+            StoreError::Backend(format!("opening {}: {e}", path.as_ref().display()))
+        })?;
         let txn = db.begin_write().map_err(backend)?;
         let (revision, compacted) = {
             txn.open_table(KV).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let revision = meta.get("revision").map_err(backend)?.map(|v| v.value()).unwrap_or(0);
-            let compacted = meta.get("compacted").map_err(backend)?.map(|v| v.value()).unwrap_or(0);
+            let revision = meta
+                .get("revision")
+                .map_err(backend)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let compacted = meta
+                .get("compacted")
+                .map_err(backend)?
+                .map(|v| v.value())
+                .unwrap_or(0);
             (revision, compacted)
         };
         txn.commit().map_err(backend)?;
         Ok(RedbStore {
             db: Arc::new(db),
             revision: AtomicU64::new(revision),
-            writer: Arc::new(Mutex::new(Watchers { compacted, ..Default::default() })),
+            writer: Arc::new(Mutex::new(Watchers {
+                compacted,
+                ..Default::default()
+            })),
         })
     }
 
     /// One write transaction: check `expect`, apply, append to the log, bump the revision,
     /// commit durably, then fan the event out. Runs on a blocking thread.
     fn write(&self, key: &str, value: Option<Vec<u8>>, expect: Expect) -> Result<Event> {
-        let mut watchers = self.writer.lock().map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
+        let mut watchers = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
         let txn = self.db.begin_write().map_err(backend)?;
         let event = {
             let mut kv = txn.open_table(KV).map_err(backend)?;
@@ -146,21 +186,37 @@ impl RedbStore {
                 None => None,
             };
             match (expect, &current) {
-                (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists(key.to_string())),
-                (Expect::Present | Expect::Revision(_), None) => return Err(StoreError::NotFound(key.to_string())),
+                (Expect::Absent, Some(_)) => {
+                    return Err(StoreError::AlreadyExists(key.to_string()));
+                }
+                (Expect::Present | Expect::Revision(_), None) => {
+                    return Err(StoreError::NotFound(key.to_string()));
+                }
                 (Expect::Revision(expected), Some(cur)) if cur.mod_revision != expected => {
-                    return Err(StoreError::Conflict { key: key.to_string(), expected, current: cur.mod_revision });
+                    return Err(StoreError::Conflict {
+                        key: key.to_string(),
+                        expected,
+                        current: cur.mod_revision,
+                    });
                 }
                 _ => {}
             }
             let revision = self.revision.load(Ordering::SeqCst) + 1;
             let event = match value {
                 Some(value) => {
-                    let create = current.as_ref().map(|c| c.create_revision).unwrap_or(revision);
+                    let create = current
+                        .as_ref()
+                        .map(|c| c.create_revision)
+                        .unwrap_or(revision);
                     let raw = encode_kv(create, revision, &value);
                     kv.insert(key, raw.as_slice()).map_err(backend)?;
                     Event::Put {
-                        kv: KeyValue { key: key.to_string(), value: Arc::from(value), create_revision: create, mod_revision: revision },
+                        kv: KeyValue {
+                            key: key.to_string(),
+                            value: Arc::from(value),
+                            create_revision: create,
+                            mod_revision: revision,
+                        },
                         prev: current,
                     }
                 }
@@ -173,7 +229,8 @@ impl RedbStore {
                 }
             };
             let mut log = txn.open_table(LOG).map_err(backend)?;
-            log.insert(revision, encode_event(&event).as_slice()).map_err(backend)?;
+            log.insert(revision, encode_event(&event).as_slice())
+                .map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             meta.insert("revision", revision).map_err(backend)?;
             event
@@ -193,10 +250,16 @@ impl RedbStore {
     }
 
     fn register_watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
-        let mut watchers = self.writer.lock().map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
+        let mut watchers = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
         let current = self.revision.load(Ordering::SeqCst);
         if after < watchers.compacted && after < current {
-            return Err(StoreError::Compacted { requested: after, compacted: watchers.compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted: watchers.compacted,
+            });
         }
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         if after < current {
@@ -207,17 +270,26 @@ impl RedbStore {
                 let event = decode_event(revision.value(), raw.value())?;
                 if event.key().starts_with(prefix) && sender.try_send(Arc::new(event)).is_err() {
                     // Too much history to replay: the client must re-list.
-                    return Err(StoreError::Compacted { requested: after, compacted: revision.value() });
+                    return Err(StoreError::Compacted {
+                        requested: after,
+                        compacted: revision.value(),
+                    });
                 }
             }
         }
         watchers.next_id += 1;
-        watchers.list.push(Watcher { prefix: prefix.to_string(), sender });
+        watchers.list.push(Watcher {
+            prefix: prefix.to_string(),
+            sender,
+        });
         Ok(Watch { receiver })
     }
 
     fn do_compact(&self, revision: Revision) -> Result<()> {
-        let mut watchers = self.writer.lock().map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
+        let mut watchers = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
         if revision <= watchers.compacted {
             return Ok(());
         }
@@ -247,7 +319,11 @@ impl RedbStore {
         // Read the revision inside the snapshot, so a list and a watch from its revision
         // neither miss nor repeat a change.
         let meta = txn.open_table(META).map_err(backend)?;
-        let revision = meta.get("revision").map_err(backend)?.map(|v| v.value()).unwrap_or(0);
+        let revision = meta
+            .get("revision")
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0);
         let kv = txn.open_table(KV).map_err(backend)?;
         let mut kvs = Vec::new();
         let mut more = false;
@@ -267,12 +343,18 @@ impl RedbStore {
             }
             kvs.push(decode_kv(key, raw.value())?);
         }
-        Ok(Range { kvs, revision, more })
+        Ok(Range {
+            kvs,
+            revision,
+            more,
+        })
     }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
 /// The store behind an `Arc`, so its blocking work can run on tokio's blocking pool.
@@ -298,7 +380,11 @@ impl Store for SharedRedbStore {
     }
 
     async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range> {
-        let (store, prefix, start_after) = (self.0.clone(), prefix.to_string(), start_after.map(str::to_string));
+        let (store, prefix, start_after) = (
+            self.0.clone(),
+            prefix.to_string(),
+            start_after.map(str::to_string),
+        );
         blocking(move || store.do_range(&prefix, start_after.as_deref(), limit)).await
     }
 
@@ -312,7 +398,9 @@ impl Store for SharedRedbStore {
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<(KeyValue, Revision)> {
         if expect == Expect::Absent {
-            return Err(StoreError::Backend("delete with Expect::Absent makes no sense".into()));
+            return Err(StoreError::Backend(
+                "delete with Expect::Absent makes no sense".into(),
+            ));
         }
         let (store, key) = (self.0.clone(), key.to_string());
         match blocking(move || store.write(&key, None, expect)).await? {
@@ -346,14 +434,27 @@ mod tests {
         let s = open(&dir);
         let a = s.put("/a", b"1".to_vec(), Expect::Absent).await.unwrap();
         assert_eq!((a.create_revision, a.mod_revision), (1, 1));
-        assert!(matches!(s.put("/a", b"x".to_vec(), Expect::Absent).await, Err(StoreError::AlreadyExists(_))));
+        assert!(matches!(
+            s.put("/a", b"x".to_vec(), Expect::Absent).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
         assert!(matches!(
             s.put("/a", b"2".to_vec(), Expect::Revision(7)).await,
-            Err(StoreError::Conflict { expected: 7, current: 1, .. })
+            Err(StoreError::Conflict {
+                expected: 7,
+                current: 1,
+                ..
+            })
         ));
-        let a2 = s.put("/a", b"2".to_vec(), Expect::Revision(1)).await.unwrap();
+        let a2 = s
+            .put("/a", b"2".to_vec(), Expect::Revision(1))
+            .await
+            .unwrap();
         assert_eq!((a2.create_revision, a2.mod_revision), (1, 2));
-        assert!(matches!(s.delete("/b", Expect::Present).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.delete("/b", Expect::Present).await,
+            Err(StoreError::NotFound(_))
+        ));
         let (prev, rev) = s.delete("/a", Expect::Revision(2)).await.unwrap();
         assert_eq!((&*prev.value, rev), (&b"2"[..], 3));
         assert_eq!(s.get("/a").await.unwrap(), None);
@@ -365,11 +466,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(&dir);
         for k in ["/p/c", "/p/a", "/q/z", "/p/b"] {
-            s.put(k, k.as_bytes().to_vec(), Expect::Absent).await.unwrap();
+            s.put(k, k.as_bytes().to_vec(), Expect::Absent)
+                .await
+                .unwrap();
         }
         let page = s.range("/p/", None, 2).await.unwrap();
         let keys: Vec<_> = page.kvs.iter().map(|kv| kv.key.as_str()).collect();
-        assert_eq!((keys, page.more, page.revision), (vec!["/p/a", "/p/b"], true, 4));
+        assert_eq!(
+            (keys, page.more, page.revision),
+            (vec!["/p/a", "/p/b"], true, 4)
+        );
         let rest = s.range("/p/", Some("/p/b"), 2).await.unwrap();
         assert_eq!(rest.kvs.len(), 1);
         assert!(!rest.more);
@@ -380,12 +486,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(&dir);
         s.put("/p/a", b"1".to_vec(), Expect::Absent).await.unwrap();
-        s.put("/other", b"x".to_vec(), Expect::Absent).await.unwrap();
+        s.put("/other", b"x".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
         s.put("/p/a", b"2".to_vec(), Expect::Present).await.unwrap();
         let mut w = s.watch("/p/", 1).await.unwrap();
         s.delete("/p/a", Expect::Present).await.unwrap();
         let first = w.next().await.unwrap();
-        assert!(matches!(&*first, Event::Put { kv, prev: Some(p) } if kv.mod_revision == 3 && &*kv.value == b"2" && &*p.value == b"1"));
+        assert!(
+            matches!(&*first, Event::Put { kv, prev: Some(p) } if kv.mod_revision == 3 && &*kv.value == b"2" && &*p.value == b"1")
+        );
         let second = w.next().await.unwrap();
         assert!(matches!(&*second, Event::Delete { revision: 4, prev } if &*prev.value == b"2"));
     }
@@ -405,7 +515,10 @@ mod tests {
         let mut w = s.watch("/k", 3).await.unwrap();
         assert_eq!(w.next().await.unwrap().revision(), 4);
         s.compact(4).await.unwrap();
-        assert!(matches!(s.watch("/k", 2).await, Err(StoreError::Compacted { .. })));
+        assert!(matches!(
+            s.watch("/k", 2).await,
+            Err(StoreError::Compacted { .. })
+        ));
         assert!(s.watch("/k", 5).await.is_ok());
     }
 }
