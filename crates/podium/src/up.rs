@@ -11,6 +11,9 @@ use podium_runtime_embedded::{EmbeddedConfig, EmbeddedRuntime};
 
 use crate::cli::UpArgs;
 
+/// The interface that holds every Service ClusterIP on this node.
+const CLUSTER_IP_INTERFACE: &str = "podium-svc";
+
 fn runtime_config(data_dir: &Path, pod_cidr: &str, bridge: &str) -> anyhow::Result<EmbeddedConfig> {
     Ok(EmbeddedConfig {
         state_dir: data_dir.join("runtime"),
@@ -112,7 +115,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let proxy_config = podium_proxy::ProxyConfig {
         node_ip: args.node_ip,
-        cluster_ip_interface: "podium-svc".into(),
+        cluster_ip_interface: CLUSTER_IP_INTERFACE.into(),
     };
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -167,6 +170,16 @@ pub async fn down(data_dir: PathBuf) -> anyhow::Result<()> {
         eprintln!("Stopping pod {} ...", sandbox.pod_uid);
         runtime.remove_sandbox(&sandbox.pod_uid).await?;
     }
-    eprintln!("Stopped {} pods.", recovered.sandboxes.len());
+    // Also what no sandbox lists any more: half-made sandboxes and the node bridge.
+    runtime
+        .release_node()
+        .await
+        .context("releasing the node's network")?;
+    podium_proxy::interface::remove(CLUSTER_IP_INTERFACE)
+        .context("removing the ClusterIP interface")?;
+    eprintln!(
+        "Stopped {} pods; removed the node bridge and the ClusterIP interface.",
+        recovered.sandboxes.len()
+    );
     Ok(())
 }
