@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 mod error;
+pub mod memory;
 pub mod mounts;
 pub mod namespace;
 pub mod net;
