@@ -14,7 +14,6 @@
 //! through the runtime trait: it knows nothing of namespaces or Docker.
 
 pub mod error;
-pub mod events;
 pub mod logs;
 #[cfg(test)]
 mod mock;

@@ -7,7 +7,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 
 use crate::error::AgentError;
-use crate::events::{EventType, Recorder};
+use podium_client::events::{EventType, Recorder, Reporter};
 
 /// The API calls of a pod worker.
 #[async_trait::async_trait]
@@ -30,7 +30,13 @@ pub struct KubePodApi {
 impl KubePodApi {
     pub fn new(client: Client, node_name: &str) -> Self {
         KubePodApi {
-            recorder: Recorder::new(client.clone(), "kubelet", Some(node_name.to_string())),
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    component: "kubelet".into(),
+                    host: Some(node_name.to_string()),
+                },
+            ),
             client,
         }
     }
@@ -60,7 +66,7 @@ impl PodApi for KubePodApi {
     }
 
     async fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
-        self.recorder.record(pod, kind, reason, message).await;
+        self.recorder.record(pod, kind, reason, message);
     }
 
     async fn finish_delete(&self, pod: &Pod) -> Result<(), AgentError> {
@@ -115,6 +121,7 @@ mod tests {
             .await;
         api.event(&pod(), EventType::Normal, "Started", "Started container a")
             .await;
+        api.recorder.flush().await;
         // Already gone (404) counts as done.
         api.finish_delete(&pod()).await.unwrap();
 

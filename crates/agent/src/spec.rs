@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::ResourceExt;
-use podium_api::quantity::{cpu_millis, memory_bytes};
+use podium_api::quantity::{cpu_millis, units};
 use podium_runtime::{ContainerSpec, Resources, SandboxSpec};
 
 /// What the pod's environment can refer to that the pod object may not hold yet (the pod
@@ -129,7 +129,7 @@ pub fn limits(container: &Container) -> Resources {
             .map(|v| v.max(1) as u64),
         memory_bytes: limits
             .and_then(|l| l.get("memory"))
-            .and_then(|q| memory_bytes(&q.0))
+            .and_then(|q| units(&q.0))
             .map(|v| v.max(0) as u64),
     }
 }

@@ -2,7 +2,7 @@
 //! and container statuses as the kubelet reports them. Pure, so it is tested on its own.
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
-use podium_api::quantity::value as quantity_value;
+use podium_api::quantity::Quantity;
 use podium_runtime::ExitStatus;
 use serde_json::{Value, json};
 
@@ -101,12 +101,12 @@ pub fn qos_class(containers: &[Container]) -> &'static str {
         ["cpu", "memory"].iter().all(|resource| {
             let Some(limit) = limits
                 .and_then(|l| l.get(*resource))
-                .and_then(|q| quantity_value(&q.0))
+                .and_then(|q| Quantity::parse(&q.0))
             else {
                 return false;
             };
             match requests.and_then(|r| r.get(*resource)) {
-                Some(request) => quantity_value(&request.0) == Some(limit),
+                Some(request) => Quantity::parse(&request.0).is_some_and(|r| r.same_value(&limit)),
                 None => true,
             }
         })

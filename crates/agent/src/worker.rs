@@ -26,13 +26,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::events::EventType;
 use crate::logs::{LogRegistry, PodKey};
 use crate::plan::{Action, Backoff, ContainerPhase, ContainerRecord, KillReason, Terminated, plan};
 use crate::pod_api::PodApi;
 use crate::probe::{self, ProbeSpec, Tracker};
 use crate::spec::{Downward, container_spec, sandbox_spec};
 use crate::status::{StatusInputs, compute};
+use podium_client::events::EventType;
 
 /// The safety-net resync: exits and probe verdicts arrive as signals, this only catches
 /// what a signal missed.

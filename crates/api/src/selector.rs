@@ -246,6 +246,53 @@ impl FieldSelector {
     }
 }
 
+/// `metav1.LabelSelector` as `labels.Selector.String()` prints it: requirements sorted by
+/// key, set values sorted; None where upstream fails to convert (an unknown operator).
+pub fn label_selector_string(selector: Option<&Value>) -> Option<String> {
+    let Some(selector) = selector.filter(|s| s.is_object()) else {
+        return Some(String::new());
+    };
+    let mut requirements: Vec<(String, String)> = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))))
+        .collect();
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let mut values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        values.sort_unstable();
+        let text = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => return None,
+        };
+        requirements.push((key.to_string(), text));
+    }
+    requirements.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(
+        requirements
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
 /// Read a dotted field path as a string the way field selectors compare it.
 pub fn field_value(object: &Value, field: &str) -> String {
     let mut cur = object;
@@ -328,5 +375,23 @@ mod tests {
         );
         let err = FieldSelector::parse("spec.foo=1", &fields).unwrap_err();
         assert_eq!(err.message, "field label not supported: spec.foo");
+    }
+
+    #[test]
+    fn label_selectors_print_as_upstreams_selector_string() {
+        let selector = json!({
+            "matchLabels": {"tier": "web", "app": "shop"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod", "dev"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+            ],
+        });
+        assert_eq!(
+            label_selector_string(Some(&selector)).as_deref(),
+            Some("app=shop,env in (dev,prod),!legacy,tier=web")
+        );
+        assert_eq!(label_selector_string(None).as_deref(), Some(""));
+        let unknown = json!({"matchExpressions": [{"key": "a", "operator": "Near"}]});
+        assert_eq!(label_selector_string(Some(&unknown)), None);
     }
 }

@@ -554,42 +554,6 @@ fn column_definitions(kind: &str) -> Value {
         .unwrap_or_else(|| build(GENERIC))
 }
 
-/// `metav1.LabelSelector` as `labels.Selector.String()` prints it: requirements sorted by
-/// key, set values sorted; None where upstream fails to convert (an unknown operator).
-fn label_selector_text(selector: Option<&Value>) -> Option<String> {
-    let Some(selector) = selector.filter(|s| s.is_object()) else {
-        return Some(String::new());
-    };
-    let mut requirements: Vec<(String, String)> = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))))
-        .collect();
-    for e in arr(selector, "/matchExpressions") {
-        let key = s(e, "/key");
-        let mut values: Vec<&str> = arr(e, "/values").iter().filter_map(Value::as_str).collect();
-        values.sort_unstable();
-        let text = match s(e, "/operator") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => return None,
-        };
-        requirements.push((key.to_string(), text));
-    }
-    requirements.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(
-        requirements
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect::<Vec<_>>()
-            .join(","),
-    )
-}
-
 /// `labels.FormatLabels`: sorted `k=v` pairs, `<none>` when empty.
 fn format_labels(map: Option<&Value>) -> String {
     let sorted: BTreeMap<&str, &str> = map
@@ -1022,7 +986,7 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
         "Pod" => return pod_row(o, now),
         "Deployment" => {
             let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
-            let selector = label_selector_text(o.pointer("/spec/selector"))
+            let selector = crate::selector::label_selector_string(o.pointer("/spec/selector"))
                 .unwrap_or_else(|| "<invalid>".into());
             vec![
                 name,
@@ -1042,7 +1006,7 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
         "ReplicaSet" => {
             let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
             // `metav1.FormatLabelSelector`: `<none>` when empty, `<error>` when invalid.
-            let selector = label_selector_text(o.pointer("/spec/selector"))
+            let selector = crate::selector::label_selector_string(o.pointer("/spec/selector"))
                 .map(or_none)
                 .unwrap_or_else(|| "<error>".into());
             vec![

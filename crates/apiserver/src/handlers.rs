@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::ApiServer;
 use crate::error::{ApiResult, Failure};
-use crate::registry::{meta_str, parse_revision};
+use crate::registry::{meta_str, parse_revision, revision_precondition};
 use crate::request::{Target, parse_query, parse_target};
 use crate::{discovery, gc, subresources, watch};
 
@@ -441,12 +441,17 @@ async fn create(
 /// Status is written only through `/status` for kinds that have it.
 pub fn keep_status(resource: &ResourceInfo, old: &Value, new: &mut Value) {
     if resource.has(Subresource::Status) {
-        match old.get("status") {
-            Some(status) => new["status"] = status.clone(),
-            None => {
-                if let Some(m) = new.as_object_mut() {
-                    m.remove("status");
-                }
+        set_status(new, old.get("status").cloned());
+    }
+}
+
+/// Give `object` exactly this status: `None` removes the field.
+pub fn set_status(object: &mut Value, status: Option<Value>) {
+    match status {
+        Some(status) => object["status"] = status,
+        None => {
+            if let Some(fields) = object.as_object_mut() {
+                fields.remove("status");
             }
         }
     }
@@ -467,10 +472,7 @@ async fn update(
         ))
         .into());
     }
-    let precondition = meta_str(&object, "resourceVersion")
-        .filter(|rv| !rv.is_empty())
-        .map(parse_revision)
-        .transpose()?;
+    let precondition = revision_precondition(&object)?;
     let validation = FieldValidation::parse(call.param("fieldValidation"))?;
     let (object, warnings) = strategy::normalize(resource, &object, validation)?;
     let updated = call
@@ -548,12 +550,7 @@ async fn patch(
         .map_err(|_| ApiError::bad_request("the patch is not UTF-8"))?;
     let patch: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    let precondition = patch
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|rv| !rv.is_empty())
-        .map(parse_revision)
-        .transpose()?;
+    let precondition = revision_precondition(&patch)?;
     let validation = FieldValidation::parse(call.param("fieldValidation"))?;
     let mut warnings = Vec::new();
     let updated = call
@@ -575,14 +572,7 @@ async fn patch(
                     PatchTarget::Status => {
                         let status = normalized.get("status").cloned();
                         normalized = old.clone();
-                        match status {
-                            Some(s) => normalized["status"] = s,
-                            None => {
-                                if let Some(m) = normalized.as_object_mut() {
-                                    m.remove("status");
-                                }
-                            }
-                        }
+                        set_status(&mut normalized, status);
                     }
                 }
                 Ok(normalized)

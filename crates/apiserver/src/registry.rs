@@ -94,6 +94,17 @@ pub fn parse_revision(rv: &str) -> Result<Revision, ApiError> {
     })
 }
 
+/// The resourceVersion a write names in its body's metadata, if any: the revision the
+/// stored object must still have (optimistic concurrency; an empty string names none).
+pub fn revision_precondition(object: &Value) -> Result<Option<Revision>, ApiError> {
+    object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        .map(parse_revision)
+        .transpose()
+}
+
 fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

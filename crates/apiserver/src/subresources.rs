@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiResult;
 use crate::handlers::{Call, check_type, json_response, object_response};
-use crate::registry::{meta_str, now_rfc3339, parse_revision};
+use crate::registry::{meta_str, now_rfc3339, revision_precondition};
 
 pub async fn put_status(
     call: &Call,
@@ -22,10 +22,7 @@ pub async fn put_status(
 ) -> ApiResult<Response> {
     let mut object = call.body_value()?;
     check_type(resource, &mut object)?;
-    let precondition = meta_str(&object, "resourceVersion")
-        .filter(|rv| !rv.is_empty())
-        .map(parse_revision)
-        .transpose()?;
+    let precondition = revision_precondition(&object)?;
     let (object, warnings) = strategy::normalize(
         resource,
         &object,
@@ -42,14 +39,7 @@ pub async fn put_status(
             precondition,
             call.dry_run(),
             |mut old| {
-                match &status {
-                    Some(s) => old["status"] = s.clone(),
-                    None => {
-                        if let Some(m) = old.as_object_mut() {
-                            m.remove("status");
-                        }
-                    }
-                }
+                crate::handlers::set_status(&mut old, status.clone());
                 Ok(old)
             },
         )
@@ -61,41 +51,6 @@ pub async fn put_status(
         &updated,
         &warnings,
     ))
-}
-
-/// `metav1.LabelSelector` as the string form Scale.status.selector carries.
-fn selector_string(selector: &Value) -> String {
-    let mut parts: Vec<String> = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    for e in selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-            "In" => parts.push(format!("{key} in ({})", values.join(","))),
-            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
-            "Exists" => parts.push(key.to_string()),
-            "DoesNotExist" => parts.push(format!("!{key}")),
-            _ => {}
-        }
-    }
-    parts.sort();
-    parts.join(",")
 }
 
 fn scale_of(object: &Value) -> Value {
@@ -110,7 +65,8 @@ fn scale_of(object: &Value) -> Value {
         "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {
             "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector_string(object.pointer("/spec/selector").unwrap_or(&Value::Null)),
+            // Upstream prints it as `labels.Selector.String()` does, as `kubectl get` shows it.
+            "selector": podium_api::selector::label_selector_string(object.pointer("/spec/selector")).unwrap_or_default(),
         },
     })
 }
@@ -142,12 +98,7 @@ pub async fn write_scale(
     } else {
         call.body_value()?
     };
-    let precondition = body
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(parse_revision)
-        .transpose()?;
+    let precondition = revision_precondition(&body)?;
     let updated = call
         .server
         .registry

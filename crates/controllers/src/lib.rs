@@ -14,7 +14,6 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod error;
-pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod labels;
@@ -27,6 +26,7 @@ pub use error::Error;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::{Api, Client};
+use podium_client::events::{Recorder, Reporter};
 
 use informer::Informer;
 
@@ -54,14 +54,14 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             client.clone(),
             &pods,
             &replicasets,
-            events::Recorder::new(client.clone(), "replicaset-controller")
+            Recorder::new(client.clone(), Reporter::component("replicaset-controller"))
         ),
         deployment::run(
             client.clone(),
             &deployments,
             &replicasets,
             &pods,
-            events::Recorder::new(client.clone(), "deployment-controller")
+            Recorder::new(client.clone(), Reporter::component("deployment-controller"))
         ),
         endpoints::run(client.clone(), &services, &pods, &endpoints),
     );

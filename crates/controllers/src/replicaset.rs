@@ -28,7 +28,6 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use crate::error::{Context, Error, status_code};
-use crate::events::{EventType, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Informer, Seen, to_triggers};
 use crate::labels;
@@ -37,6 +36,7 @@ use crate::podutil::{
     until_available,
 };
 use crate::retry::Backoff;
+use podium_client::events::{EventType, Recorder};
 
 /// Upstream's `BurstReplicas`: the most pods created or deleted in one sync.
 pub const BURST_REPLICAS: usize = 500;

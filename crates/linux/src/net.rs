@@ -137,10 +137,28 @@ pub fn ensure_bridge(bridge: &str, cidr: &Ipv4Cidr) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    // A bridge without an address of its own takes the lowest MAC among its ports, so it
+    // changes as pods come and go; pods that cached the old gateway MAC then send their
+    // replies nowhere until their ARP entry expires (seconds of stalled connections in a
+    // rolling update). A set address never changes.
+    ip(&[
+        "link",
+        "set",
+        bridge,
+        "address",
+        &gateway_mac(cidr.gateway()),
+    ])?;
     let gateway = format!("{}/{}", cidr.gateway(), cidr.prefix());
     ip(&["addr", "replace", &gateway, "dev", bridge])?;
     ip(&["link", "set", bridge, "up"])?;
     Ok(())
+}
+
+/// The bridge's fixed MAC: CNI's convention, `0a:58` and then the four bytes of the
+/// gateway address (locally administered, unicast, and the same after every restart).
+pub fn gateway_mac(gateway: Ipv4Addr) -> String {
+    let [a, b, c, d] = gateway.octets();
+    format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// Create the pod's veth pair, attach the host end to the bridge and configure `eth0`,
@@ -246,6 +264,14 @@ mod tests {
         ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_bridge_mac_is_local_unicast_and_follows_the_gateway() {
+        let mac = gateway_mac(Ipv4Addr::new(10, 42, 0, 1));
+        assert_eq!(mac, "0a:58:0a:2a:00:01");
+        let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+        assert_eq!(first & 0b11, 0b10, "locally administered, not multicast");
     }
 
     #[test]

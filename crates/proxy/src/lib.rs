@@ -7,7 +7,6 @@
 //! interface, and [`run`] ties them to the API server's watches.
 
 pub mod error;
-pub mod events;
 pub mod interface;
 pub mod rules;
 mod sync;

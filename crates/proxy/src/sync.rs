@@ -16,10 +16,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::time::Instant;
 
 use crate::error::{ProxyError, Result};
-use crate::events::{EventType, Recorder};
 use crate::interface;
 use crate::rules::{desired_cluster_ips, desired_rules, ingress_update};
 use crate::table::{Frontend, ProxyTable, RuleKey, TableConfig};
+use podium_client::events::{EventType, Recorder, Reporter};
 
 /// The component name on events.
 const COMPONENT: &str = "podium-proxy";
@@ -48,7 +48,7 @@ pub async fn run(client: Client, config: ProxyConfig) -> anyhow::Result<()> {
         service_changes.map(|c| (Watched::Services, c)),
         endpoint_changes.map(|c| (Watched::Endpoints, c)),
     ));
-    let recorder = Recorder::new(client.clone(), COMPONENT);
+    let recorder = Recorder::new(client.clone(), Reporter::component(COMPONENT));
     let mut proxy = Proxy::new(config, TableConfig::default());
     let mut reported: HashMap<RuleKey, String> = HashMap::new();
     let (mut services_listed, mut endpoints_listed) = (false, false);
@@ -250,9 +250,7 @@ async fn publish(
             && let Some(service) = by_name.get(&(key.namespace.clone(), key.service.clone()))
         {
             tracing::warn!(service = %key.service, namespace = %key.namespace, %message, "listener not bound");
-            recorder
-                .record(*service, EventType::Warning, reason, &message)
-                .await;
+            recorder.record(*service, EventType::Warning, reason, &message);
         }
         failures.insert(key.clone(), message);
     }
@@ -285,16 +283,12 @@ async fn publish(
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) if !ingress.is_empty() => {
-                recorder
-                    .record(
-                        service.as_ref(),
-                        EventType::Normal,
-                        "EnsuredLoadBalancer",
-                        "Ensured load balancer",
-                    )
-                    .await
-            }
+            Ok(_) if !ingress.is_empty() => recorder.record(
+                service.as_ref(),
+                EventType::Normal,
+                "EnsuredLoadBalancer",
+                "Ensured load balancer",
+            ),
             Ok(_) => {}
             // The cached status stays stale, so the next pass tries again.
             Err(error) => {

@@ -237,6 +237,14 @@ async fn pod_serves_on_its_ip_and_is_isolated_and_removed_without_trace() {
         .expect("create sandbox");
     let ip: Ipv4Addr = sandbox.ip.parse().unwrap();
     assert_eq!(ip, Ipv4Addr::new(10, 99, 11, 2));
+    // The bridge keeps its own MAC as ports come and go (pods cache it as their gateway's).
+    let bridge_mac = || {
+        std::fs::read_to_string(format!("/sys/class/net/{}/address", fx.config.bridge))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(bridge_mac(), "0a:58:0a:63:0b:01");
     // Idempotent: the same sandbox and address come back.
     assert_eq!(
         fx.runtime

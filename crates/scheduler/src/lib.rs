@@ -13,7 +13,6 @@
 //! placement in the same burst already counts it (upstream's scheduler cache).
 
 pub mod placement;
-pub mod quantity;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +25,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use podium_controllers::events::{EventType, Recorder};
+use podium_client::events::{EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
 use placement::{Placement, Requests, Usage, place, requests_of, unschedulable_message, usage};
@@ -181,7 +180,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         .wait_until_ready()
         .await
         .map_err(|_| Error::CacheNeverReady("node"))?;
-    let recorder = Recorder::new(client.clone(), SCHEDULER_NAME);
+    let recorder = Recorder::new(client.clone(), Reporter::component(SCHEDULER_NAME));
     // uid → (node, requests): bound by us, not yet seen bound in the cache.
     let mut assumed: HashMap<String, (String, Requests)> = HashMap::new();
     // uid → message: pods already told they do not fit, so the event is not repeated.

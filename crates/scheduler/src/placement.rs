@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use kube::ResourceExt;
 
-use crate::quantity::{cpu_millis, units};
+use podium_api::quantity::{cpu_millis, units};
 
 /// Pods a node takes when its allocatable does not say (the kubelet's default).
 pub const DEFAULT_MAX_PODS: i64 = 110;

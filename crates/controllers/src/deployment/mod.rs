@@ -37,10 +37,10 @@ use kube::{Api, Client, ResourceExt};
 pub use sync::{Ops, Work};
 
 use crate::error::{Context, Error, status_code};
-use crate::events::{EventType, Recorder};
 use crate::informer::Informer;
 use crate::podutil::{controller_of, key_of};
 use crate::retry::Backoff;
+use podium_client::events::{EventType, Recorder};
 
 /// One sync of one deployment (upstream `syncDeployment`) over a cache snapshot.
 pub async fn sync_deployment<O: Ops>(

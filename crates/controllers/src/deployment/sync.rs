@@ -13,8 +13,8 @@ use super::progress::{self, Reason};
 use super::rollback::new_replicaset_annotations;
 use super::util::*;
 use crate::error::Error;
-use crate::events::EventType;
 use crate::podutil::{controller_ref, key_of};
+use podium_client::events::EventType;
 
 /// The writes a deployment sync makes. The controller sends them to the API server;
 /// tests apply them to an in-memory cluster.
