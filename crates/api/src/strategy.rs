@@ -62,14 +62,19 @@ pub fn normalize(
             )));
         }
     };
+    // Upstream names the version alone here (`Deployment in version "v1"`), not the group.
     let decoded = decoded.map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
-            resource.kind,
-            resource.api_version(),
-            resource.kind
+            resource.kind, resource.version, resource.kind
         ))
     })?;
+    if let Some(problem) = quantity_problem(resource.kind, &decoded) {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {problem}",
+            resource.kind, resource.version, resource.kind
+        )));
+    }
     let mut unknown = Vec::new();
     if validation != FieldValidation::Ignore {
         unknown_fields(object, &decoded, "", &mut unknown);
@@ -91,6 +96,63 @@ pub fn normalize(
             .map(|f| format!("unknown field \"{f}\""))
             .collect(),
     ))
+}
+
+/// Where a kind holds resource quantities: maps of name → quantity string.
+fn quantity_maps<'a>(kind: &str, object: &'a Value) -> Vec<&'a Value> {
+    let pod_spec = match kind {
+        "Pod" => object.get("spec"),
+        "Deployment" | "ReplicaSet" => object.pointer("/spec/template/spec"),
+        "Node" => {
+            return ["/status/capacity", "/status/allocatable"]
+                .iter()
+                .filter_map(|p| object.pointer(p))
+                .collect();
+        }
+        _ => None,
+    };
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| pod_spec?.get(list)?.as_array())
+        .flatten();
+    containers
+        .flat_map(|c| ["/resources/limits", "/resources/requests"].map(|p| c.pointer(p)))
+        .flatten()
+        .collect()
+}
+
+/// The first resource quantity that does not parse, said as upstream's decoder says it
+/// (a bad quantity fails decoding there, so it is a 400, not a 422).
+fn quantity_problem(kind: &str, object: &Value) -> Option<String> {
+    let text = quantity_maps(kind, object)
+        .into_iter()
+        .filter_map(Value::as_object)
+        .flat_map(|map| map.values())
+        .filter_map(Value::as_str)
+        .find(|text| crate::quantity::Quantity::parse(text).is_none())?;
+    // Upstream's `ParseQuantity` first matches the pattern, then parses the suffix.
+    Some(if matches_quantity_pattern(text) {
+        "unable to parse quantity's suffix".to_string()
+    } else {
+        format!("quantities must match the regular expression '{QUANTITY_PATTERN}'")
+    })
+}
+
+const QUANTITY_PATTERN: &str = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
+
+/// Whether `text` matches [`QUANTITY_PATTERN`] (a regex engine for one pattern would be
+/// more code than this).
+fn matches_quantity_pattern(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let number_len = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    if number_len == 0 {
+        return false;
+    }
+    let rest = unsigned[number_len..].trim_start_matches(|c: char| "eEinumkKMGTP".contains(c));
+    let rest = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+    rest.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
@@ -212,9 +274,11 @@ pub fn qos_class(spec: &Value) -> &'static str {
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
         any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
         for res in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(res));
-            let request = requests.and_then(|r| r.get(res)).or(limit);
-            if limit.is_none() || request != limit {
+            let quantity = |q: Option<&Value>| crate::quantity::Quantity::parse(q?.as_str()?);
+            let limit = quantity(limits.and_then(|l| l.get(res)));
+            let request = quantity(requests.and_then(|r| r.get(res))).or(limit);
+            // Equal in value, however written: `1Gi` and `1073741824` are the same.
+            if !limit.is_some_and(|l| request.is_some_and(|r| r.same_value(&l))) {
                 guaranteed = false;
             }
         }
@@ -813,5 +877,41 @@ mod tests {
             qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
             "Burstable"
         );
+        assert_eq!(
+            qos_class(&json!({"containers": [{"resources": {
+                "requests": {"cpu": "1000m", "memory": "1073741824"},
+                "limits": {"cpu": "1", "memory": "1Gi"},
+            }}]})),
+            "Guaranteed",
+            "requests equal to limits in value, written differently"
+        );
+    }
+
+    #[test]
+    fn a_bad_quantity_fails_decoding_as_upstream_says_it() {
+        let deployment = find_kind("apps", "Deployment").unwrap();
+        let with = |quantity: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i",
+                        "resources": {"limits": {"memory": quantity}}}]}}}})
+        };
+        let error = normalize(deployment, &with("lots"), FieldValidation::Strict).unwrap_err();
+        assert_eq!(error.code(), 400);
+        assert_eq!(
+            error.message,
+            "Deployment in version \"v1\" cannot be handled as a Deployment: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        );
+        let error = normalize(deployment, &with("5Mi2"), FieldValidation::Strict).unwrap_err();
+        assert!(
+            error.message.ends_with("unable to parse quantity's suffix"),
+            "{}",
+            error.message
+        );
+        assert!(normalize(deployment, &with("128Mi"), FieldValidation::Strict).is_ok());
+        for (text, shaped) in [("1e3", true), ("-1.5k", true), ("1Mb", false), ("x", false)] {
+            assert_eq!(matches_quantity_pattern(text), shaped, "{text}");
+        }
     }
 }
