@@ -462,6 +462,9 @@ fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// Upstream's `validation.DNS1123LabelErrorMsg` with its example and pattern.
+const DNS_LABEL_MESSAGE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
 /// Validate a name for a kind; `None` when it is fine, else the message.
 pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
     let label_only = matches!(resource.kind, "Namespace" | "Service");
@@ -472,7 +475,7 @@ pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
     };
     (!ok).then(|| {
         if label_only {
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_string()
+            DNS_LABEL_MESSAGE.to_string()
         } else {
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string()
         }
@@ -539,7 +542,11 @@ fn validate_pod_spec(spec: Option<&Value>, base: &str, causes: &mut Vec<Cause>) 
                 "Required value",
             ));
         } else if !is_dns_label(name) {
-            causes.push(cause("FieldValueInvalid", &format!("{base}.containers[{i}].name"), format!("Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
+            causes.push(cause(
+                "FieldValueInvalid",
+                &format!("{base}.containers[{i}].name"),
+                format!("Invalid value: {name:?}: {DNS_LABEL_MESSAGE}"),
+            ));
         } else if !seen.insert(name.to_string()) {
             causes.push(cause(
                 "FieldValueDuplicate",
@@ -747,6 +754,7 @@ pub fn validate(
             {
                 causes.push(cause("FieldValueRequired", "spec.ports", "Required value"));
             }
+            let mut port_names = std::collections::BTreeSet::new();
             for (i, p) in ports.into_iter().flatten().enumerate() {
                 let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
                 if !(1..=65535).contains(&port) {
@@ -756,15 +764,39 @@ pub fn validate(
                         format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
                     ));
                 }
-                if ports.is_some_and(|ps| ps.len() > 1)
-                    && p.get("name")
-                        .and_then(Value::as_str)
-                        .is_none_or(str::is_empty)
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                if name.is_empty() {
+                    if ports.is_some_and(|ps| ps.len() > 1) {
+                        causes.push(cause(
+                            "FieldValueRequired",
+                            &format!("spec.ports[{i}].name"),
+                            "Required value",
+                        ));
+                    }
+                } else if !is_dns_label(name) {
+                    causes.push(cause(
+                        "FieldValueInvalid",
+                        &format!("spec.ports[{i}].name"),
+                        format!("Invalid value: {name:?}: {DNS_LABEL_MESSAGE}"),
+                    ));
+                } else if !port_names.insert(name) {
+                    causes.push(cause(
+                        "FieldValueDuplicate",
+                        &format!("spec.ports[{i}].name"),
+                        format!("Duplicate value: {name:?}"),
+                    ));
+                }
+                let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
+                    causes.push(cause("FieldValueNotSupported", &format!("spec.ports[{i}].protocol"), format!("Unsupported value: {protocol:?}: supported values: \"SCTP\", \"TCP\", \"UDP\"")));
+                }
+                if let Some(target) = p.get("targetPort").and_then(Value::as_i64)
+                    && !(1..=65535).contains(&target)
                 {
                     causes.push(cause(
-                        "FieldValueRequired",
-                        &format!("spec.ports[{i}].name"),
-                        "Required value",
+                        "FieldValueInvalid",
+                        &format!("spec.ports[{i}].targetPort"),
+                        format!("Invalid value: {target}: must be between 1 and 65535, inclusive"),
                     ));
                 }
             }
@@ -859,6 +891,41 @@ mod tests {
         assert!(name_problem(svc, "web.v1").is_some());
         assert!(name_problem(find_kind("", "Pod").unwrap(), "web.v1").is_none());
         assert!(name_problem(svc, "Web").is_some());
+    }
+
+    #[test]
+    fn service_ports_are_checked_as_upstream_checks_them() {
+        let svc = find_kind("", "Service").unwrap();
+        let with_ports = |ports: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"type": "ClusterIP", "ports": ports}})
+        };
+        let good = with_ports(json!([
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "metrics", "port": 9090, "targetPort": "metrics"},
+        ]));
+        assert!(validate(svc, &good, None).is_ok());
+        let bad = with_ports(json!([
+            {"name": "-1", "port": 80},
+            {"name": "web", "port": 81, "protocol": "HTTP"},
+            {"name": "web", "port": 82, "targetPort": 70000},
+        ]));
+        let err = validate(svc, &bad, None).unwrap_err();
+        assert_eq!(err.code(), 422);
+        let fields: Vec<(&str, &str)> = err
+            .causes
+            .iter()
+            .map(|c| (c.field.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("spec.ports[0].name", "FieldValueInvalid"),
+                ("spec.ports[1].protocol", "FieldValueNotSupported"),
+                ("spec.ports[2].name", "FieldValueDuplicate"),
+                ("spec.ports[2].targetPort", "FieldValueInvalid"),
+            ]
+        );
     }
 
     #[test]
