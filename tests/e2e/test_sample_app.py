@@ -189,6 +189,15 @@ def test_deploy_v1_and_service(cluster: Cluster, sample_images: SampleImages):
     counts = wait_for("every pod's log to show requests", requests_logged, 20, 1, cluster.diagnostics)
     assert len(counts) == 3
 
+    # `kubectl describe service` reads its Endpoints line from discovery.k8s.io EndpointSlices.
+    pod_ips = sorted(pod_by_name(cluster, name)["status"]["podIP"] for name in names)
+    described = cluster.kubectl("describe", "service", "sample-app-loadbalancer").stdout
+    endpoints_line = next((line for line in described.splitlines() if line.startswith("Endpoints:")), "")
+    assert sorted(endpoints_line.split(":", 1)[1].strip().split(",")) == [f"{ip}:8080" for ip in pod_ips], described
+    slices = parse_table(cluster.kubectl("get", "endpointslices").stdout)
+    assert [(row["ADDRESSTYPE"], row["PORTS"]) for row in slices] == [("IPv4", "8080")], slices
+    assert sorted(slices[0]["ENDPOINTS"].split(",")) == pod_ips, slices
+
     # The newest kubectl shipped beside the dispatcher reads the same cluster.
     assert KUBECTL_NEWEST.exists(), f"{KUBECTL_NEWEST} is missing; this machine kind ships kubectl 1.27-1.33"
     rows = parse_table(cluster.kubectl("get", "deployments", kubectl=KUBECTL_NEWEST).stdout)

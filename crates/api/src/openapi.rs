@@ -230,7 +230,10 @@ fn tag_group(group: &str) -> String {
 
 /// Register a served kind's type; its schema name, None for a kind without a Rust type.
 fn register_kind(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
-    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+    use k8s_openapi::api::{
+        apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+        discovery::v1 as discovery,
+    };
     fn reg<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
         generator.subschema_for::<T>();
         T::schema_name().to_string()
@@ -247,6 +250,7 @@ fn register_kind(generator: &mut SchemaGenerator, kind: &str) -> Option<String> 
         "Deployment" => reg::<apps::Deployment>(generator),
         "ReplicaSet" => reg::<apps::ReplicaSet>(generator),
         "Lease" => reg::<coordination::Lease>(generator),
+        "EndpointSlice" => reg::<discovery::EndpointSlice>(generator),
         _ => return None,
     })
 }

@@ -191,6 +191,17 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[Status, Scale],
     },
     ResourceInfo {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+    },
+    ResourceInfo {
         group: "coordination.k8s.io",
         version: "v1",
         kind: "Lease",

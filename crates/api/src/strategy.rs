@@ -43,7 +43,10 @@ pub fn normalize(
     object: &Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+    use k8s_openapi::api::{
+        apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+        discovery::v1 as discovery,
+    };
     let decoded = match resource.kind {
         "Namespace" => roundtrip::<core::Namespace>(object),
         "Node" => roundtrip::<core::Node>(object),
@@ -56,6 +59,7 @@ pub fn normalize(
         "Deployment" => roundtrip::<apps::Deployment>(object),
         "ReplicaSet" => roundtrip::<apps::ReplicaSet>(object),
         "Lease" => roundtrip::<coordination::Lease>(object),
+        "EndpointSlice" => roundtrip::<discovery::EndpointSlice>(object),
         other => {
             return Err(ApiError::internal(format!(
                 "no type registered for kind {other}"
@@ -736,6 +740,19 @@ pub fn validate(
                 }
             }
         }
+        "EndpointSlice" => match object.get("addressType").and_then(Value::as_str) {
+            None | Some("") => {
+                causes.push(cause("FieldValueRequired", "addressType", "Required value"))
+            }
+            Some("IPv4" | "IPv6" | "FQDN") => {}
+            Some(other) => causes.push(cause(
+                "FieldValueNotSupported",
+                "addressType",
+                format!(
+                    "Unsupported value: {other:?}: supported values: \"FQDN\", \"IPv4\", \"IPv6\""
+                ),
+            )),
+        },
         "Service" => {
             let kind = object
                 .pointer("/spec/type")

@@ -461,6 +461,28 @@ const LEASE: &[Column] = &[
     ),
     AGE,
 ];
+const ENDPOINT_SLICE: &[Column] = &[
+    NAME,
+    col(
+        "AddressType",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.discovery.v1.EndpointSlice", "addressType"),
+    ),
+    col(
+        "Ports",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.discovery.v1.EndpointSlice", "ports"),
+    ),
+    col(
+        "Endpoints",
+        "string",
+        0,
+        Doc::Field("io.k8s.api.discovery.v1.EndpointSlice", "endpoints"),
+    ),
+    AGE,
+];
 const GENERIC: &[Column] = &[NAME, AGE];
 
 fn columns(kind: &str) -> &'static [Column] {
@@ -476,6 +498,7 @@ fn columns(kind: &str) -> &'static [Column] {
         "ConfigMap" => CONFIG_MAP,
         "Secret" => SECRET,
         "Lease" => LEASE,
+        "EndpointSlice" => ENDPOINT_SLICE,
         _ => GENERIC,
     }
 }
@@ -486,6 +509,7 @@ fn field_docs() -> &'static Map<String, Value> {
     DOCS.get_or_init(|| {
         use k8s_openapi::api::{
             apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+            discovery::v1 as discovery,
         };
         let mut generator = SchemaGenerator::default();
         fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
@@ -501,6 +525,7 @@ fn field_docs() -> &'static Map<String, Value> {
         add::<apps::Deployment>(&mut generator);
         add::<apps::ReplicaSet>(&mut generator);
         add::<coordination::Lease>(&mut generator);
+        add::<discovery::EndpointSlice>(&mut generator);
         generator.take_definitions(false)
     })
 }
@@ -541,6 +566,7 @@ fn column_definitions(kind: &str) -> Value {
             "ConfigMap",
             "Secret",
             "Lease",
+            "EndpointSlice",
             "",
         ]
         .into_iter()
@@ -552,6 +578,42 @@ fn column_definitions(kind: &str) -> Value {
         .or_else(|| cache.get(""))
         .cloned()
         .unwrap_or_else(|| build(GENERIC))
+}
+
+/// Upstream `listWithMoreString`: the first three, then how many more; `<unset>` if none.
+fn list_with_more(items: Vec<String>) -> String {
+    const SHOWN: usize = 3;
+    let count = items.len();
+    let text = items.into_iter().take(SHOWN).collect::<Vec<_>>().join(",");
+    if count > SHOWN {
+        format!("{text} + {} more...", count - SHOWN)
+    } else if text.is_empty() {
+        "<unset>".into()
+    } else {
+        text
+    }
+}
+
+/// Upstream `formatDiscoveryPorts`: each port's number, else its name, else `*`.
+fn discovery_ports_text(slice: &Value) -> String {
+    let ports = arr(slice, "/ports").iter().map(|p| match p.get("port") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => p
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or("*".into(), str::to_string),
+    });
+    list_with_more(ports.collect())
+}
+
+/// Upstream `formatDiscoveryEndpoints`: every address of every endpoint.
+fn discovery_endpoints_text(slice: &Value) -> String {
+    let addresses = arr(slice, "/endpoints")
+        .iter()
+        .flat_map(|e| arr(e, "/addresses"))
+        .filter_map(Value::as_str)
+        .map(str::to_string);
+    list_with_more(addresses.collect())
 }
 
 /// `labels.FormatLabels`: sorted `k=v` pairs, `<none>` when empty.
@@ -1058,6 +1120,13 @@ fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value
             age,
         ],
         "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
+        "EndpointSlice" => vec![
+            name,
+            json!(s(o, "/addressType")),
+            json!(discovery_ports_text(o)),
+            json!(discovery_endpoints_text(o)),
+            age,
+        ],
         _ => vec![name, age],
     };
     (cells, None)
@@ -1642,6 +1711,30 @@ mod tests {
             ),
             json!(["free", "", "<unknown>"])
         );
+        assert_eq!(
+            cells(
+                "EndpointSlice",
+                "discovery.k8s.io",
+                json!({"metadata": {"name": "web-x1", "creationTimestamp": created}, "addressType": "IPv4",
+                    "ports": [{"name": "", "port": 8080}, {"name": "metrics"}],
+                    "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2", "10.0.0.3"]}, {"addresses": ["10.0.0.4"]}]})
+            ),
+            json!([
+                "web-x1",
+                "IPv4",
+                "8080,metrics",
+                "10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...",
+                "10m"
+            ])
+        );
+        assert_eq!(
+            cells(
+                "EndpointSlice",
+                "discovery.k8s.io",
+                json!({"metadata": {"name": "empty"}, "addressType": "IPv4", "endpoints": []})
+            ),
+            json!(["empty", "IPv4", "<unset>", "<unset>", "<unknown>"])
+        );
 
         let unknown = ResourceInfo {
             group: "example.com",
@@ -1687,6 +1780,7 @@ mod tests {
             "ConfigMap",
             "Secret",
             "Lease",
+            "EndpointSlice",
             "Widget",
         ] {
             for c in column_definitions(kind).as_array().unwrap() {

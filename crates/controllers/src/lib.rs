@@ -5,14 +5,15 @@
 //! * [`replicaset`]: keeps `spec.replicas` pods of a template (claims, expectations).
 //! * [`deployment`]: rolling updates, recreates, revisions, rollbacks and rollout status.
 //! * [`endpoints`]: the ready and not-ready pod addresses behind each Service.
+//! * [`endpointslice`]: the same as `discovery.k8s.io` EndpointSlices, with conditions.
 //! * [`informer`]: one watch per kind, fanned out to every controller.
 //! * [`expectations`]: never act twice on a cache that has not seen our last writes.
-//! * [`events`]: core/v1 Events, as `kubectl describe` lists them.
 //! * [`labels`], [`podutil`], [`retry`]: selectors, pod facts, error backoff.
 //! * [`error`]: the [`Error`] every reconcile returns.
 
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod error;
 pub mod expectations;
 pub mod informer;
@@ -25,18 +26,20 @@ pub use error::Error;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use podium_client::events::{Recorder, Reporter};
 
 use informer::Informer;
 
-/// Run the ReplicaSet, Deployment and Endpoints controllers until their watches end.
+/// Run the ReplicaSet, Deployment, Endpoints and EndpointSlice controllers until their watches end.
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let pods = Informer::start(Api::<Pod>::all(client.clone()));
     let replicasets = Informer::start(Api::<ReplicaSet>::all(client.clone()));
     let deployments = Informer::start(Api::<Deployment>::all(client.clone()));
     let services = Informer::start(Api::<Service>::all(client.clone()));
     let endpoints = Informer::start(Api::<Endpoints>::all(client.clone()));
+    let slices = Informer::start(Api::<EndpointSlice>::all(client.clone()));
     // Every cache must have listed once before any controller acts: a ReplicaSet
     // reconciled against an empty pod cache would create its pods all over again.
     let ready = [
@@ -45,6 +48,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         deployments.ready().await,
         services.ready().await,
         endpoints.ready().await,
+        slices.ready().await,
     ];
     if ready.contains(&false) {
         anyhow::bail!("a watch stopped before its cache was filled");
@@ -64,6 +68,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
             Recorder::new(client.clone(), Reporter::component("deployment-controller"))
         ),
         endpoints::run(client.clone(), &services, &pods, &endpoints),
+        endpointslice::run(client.clone(), &services, &pods, &slices),
     );
     anyhow::bail!("the controllers stopped: their watches ended")
 }
