@@ -47,6 +47,55 @@ impl LabelSelector {
         Ok(LabelSelector { requirements })
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels` + `matchExpressions`) as a selector,
+    /// as upstream's `LabelSelectorAsSelector`: requirements sorted by key, set values
+    /// sorted. `None` for an operator upstream does not know (it fails to convert).
+    pub fn from_object(selector: &Value) -> Option<Self> {
+        let strings = |value: Option<&Value>| -> Vec<String> {
+            let mut values: Vec<String> = value
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            values.sort_unstable();
+            values
+        };
+        let mut requirements: Vec<Requirement> = selector
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| Requirement {
+                key: key.clone(),
+                op: Op::Equals(value.as_str().unwrap_or("").to_string()),
+            })
+            .collect();
+        for expression in selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = expression.get("key").and_then(Value::as_str).unwrap_or("");
+            let values = strings(expression.get("values"));
+            let op = match expression.get("operator").and_then(Value::as_str)? {
+                "In" => Op::In(values),
+                "NotIn" => Op::NotIn(values),
+                "Exists" => Op::Exists,
+                "DoesNotExist" => Op::DoesNotExist,
+                _ => return None,
+            };
+            requirements.push(Requirement {
+                key: key.to_string(),
+                op,
+            });
+        }
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        Some(LabelSelector { requirements })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
@@ -77,6 +126,28 @@ impl LabelSelector {
             return true;
         }
         self.matches(&labels_of(object))
+    }
+}
+
+/// Upstream's `labels.Selector.String()`: the form `?labelSelector=` takes back.
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, Requirement { key, op }) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match op {
+                Op::Equals(v) => write!(f, "{key}={v}")?,
+                Op::NotEquals(v) => write!(f, "{key}!={v}")?,
+                Op::In(vs) => write!(f, "{key} in ({})", vs.join(","))?,
+                Op::NotIn(vs) => write!(f, "{key} notin ({})", vs.join(","))?,
+                Op::Exists => write!(f, "{key}")?,
+                Op::DoesNotExist => write!(f, "!{key}")?,
+                Op::GreaterThan(n) => write!(f, "{key}>{n}")?,
+                Op::LessThan(n) => write!(f, "{key}<{n}")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -246,51 +317,13 @@ impl FieldSelector {
     }
 }
 
-/// `metav1.LabelSelector` as `labels.Selector.String()` prints it: requirements sorted by
-/// key, set values sorted; None where upstream fails to convert (an unknown operator).
+/// `metav1.LabelSelector` as `labels.Selector.String()` prints it (`""` for none); None
+/// where upstream fails to convert it (an unknown operator).
 pub fn label_selector_string(selector: Option<&Value>) -> Option<String> {
-    let Some(selector) = selector.filter(|s| s.is_object()) else {
-        return Some(String::new());
-    };
-    let mut requirements: Vec<(String, String)> = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), format!("{k}={}", v.as_str().unwrap_or(""))))
-        .collect();
-    for e in selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let mut values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        values.sort_unstable();
-        let text = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => return None,
-        };
-        requirements.push((key.to_string(), text));
+    match selector.filter(|s| s.is_object()) {
+        None => Some(String::new()),
+        Some(selector) => LabelSelector::from_object(selector).map(|s| s.to_string()),
     }
-    requirements.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(
-        requirements
-            .into_iter()
-            .map(|(_, text)| text)
-            .collect::<Vec<_>>()
-            .join(","),
-    )
 }
 
 /// Read a dotted field path as a string the way field selectors compare it.
@@ -375,6 +408,31 @@ mod tests {
         );
         let err = FieldSelector::parse("spec.foo=1", &fields).unwrap_err();
         assert_eq!(err.message, "field label not supported: spec.foo");
+    }
+
+    #[test]
+    fn label_selector_objects_match_as_their_string_form_does() {
+        let object = json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "env", "operator": "NotIn", "values": ["dev"]},
+                {"key": "tier", "operator": "Exists"},
+            ],
+        });
+        let selector = LabelSelector::from_object(&object).unwrap();
+        let reparsed = LabelSelector::parse(&selector.to_string()).unwrap();
+        let cases: [&[(&str, &str)]; 4] = [
+            &[("app", "web"), ("tier", "a")],
+            &[("app", "web"), ("tier", "a"), ("env", "dev")],
+            &[("app", "web")],
+            &[("app", "db"), ("tier", "a")],
+        ];
+        let expected = [true, false, false, false];
+        for (case, expected) in cases.iter().zip(expected) {
+            let set = labels(case);
+            assert_eq!(selector.matches(&set), expected, "{case:?}");
+            assert_eq!(reparsed.matches(&set), expected, "{case:?} reparsed");
+        }
     }
 
     #[test]

@@ -623,36 +623,13 @@ fn validate_selector_matches_template(object: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-/// Match a `metav1.LabelSelector` object (matchLabels + matchExpressions).
+/// Match a `metav1.LabelSelector` object (matchLabels + matchExpressions); a selector
+/// with an unknown operator matches nothing.
 pub fn label_selector_matches(
     selector: &Value,
     labels: &std::collections::BTreeMap<String, String>,
 ) -> bool {
-    let match_labels = selector.get("matchLabels").and_then(Value::as_object);
-    let labels_ok = match_labels
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
-    let expressions = selector.get("matchExpressions").and_then(Value::as_array);
-    let expressions_ok = expressions.into_iter().flatten().all(|e| {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let actual = labels.get(key).map(String::as_str);
-        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-            "In" => actual.is_some_and(|a| values.contains(&a)),
-            "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
-            "Exists" => actual.is_some(),
-            "DoesNotExist" => actual.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && expressions_ok
+    crate::selector::LabelSelector::from_object(selector).is_some_and(|s| s.matches(labels))
 }
 
 /// Check an object about to be stored (after defaults). `old` is the stored object on update.

@@ -71,14 +71,19 @@ fn address_of(service: &Service, pod: &Pod) -> Option<EndpointAddress> {
         ip: pod.status.as_ref()?.pod_ip.clone()?,
         hostname,
         node_name: spec.and_then(|s| s.node_name.clone()),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".into()),
-            namespace: pod.namespace(),
-            name: Some(pod.name_any()),
-            uid: pod.uid(),
-            ..Default::default()
-        }),
+        target_ref: Some(pod_reference(pod)),
     })
+}
+
+/// How endpoints point back at their pod (`targetRef`).
+pub(crate) fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        kind: Some("Pod".into()),
+        namespace: pod.namespace(),
+        name: Some(pod.name_any()),
+        uid: pod.uid(),
+        ..Default::default()
+    }
 }
 
 type PortKey = (Option<String>, i32, String, Option<String>);
@@ -240,7 +245,7 @@ pub fn error_policy(service: Arc<Service>, error: &Error, ctx: Arc<Ctx>) -> Acti
 
 /// Every service in a pod's namespace that has a selector: a pod whose labels changed
 /// must leave the services it no longer matches, so matching alone is not enough.
-fn services_for_pod(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+pub(crate) fn services_for_pod(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
     services
         .state()
         .iter()

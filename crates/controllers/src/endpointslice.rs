@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, PostParams};
@@ -21,7 +21,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::endpoints::{HEADLESS_LABEL, find_port};
+use crate::endpoints::{HEADLESS_LABEL, find_port, pod_reference, services_for_pod};
 use crate::error::{Context, Error, status_code};
 use crate::informer::Informer;
 use crate::labels;
@@ -65,13 +65,7 @@ fn endpoint_of(service: &Service, pod: &Pod) -> Option<Endpoint> {
         }),
         hostname,
         node_name: spec.and_then(|s| s.node_name.clone()),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".into()),
-            namespace: pod.namespace(),
-            name: Some(pod.name_any()),
-            uid: pod.uid(),
-            ..Default::default()
-        }),
+        target_ref: Some(pod_reference(pod)),
         ..Default::default()
     })
 }
@@ -273,20 +267,7 @@ pub async fn run(
     let services_store = services.store();
     Controller::for_stream(services.triggers(), services.store())
         .watches_stream(pods.triggers(), move |pod: Pod| {
-            // Every service with a selector in the pod's namespace: a pod whose labels
-            // changed must leave the services it no longer matches.
-            services_store
-                .state()
-                .iter()
-                .filter(|s| {
-                    s.namespace() == pod.namespace()
-                        && s.spec
-                            .as_ref()
-                            .and_then(|s| s.selector.as_ref())
-                            .is_some_and(|s| !s.is_empty())
-                })
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
+            services_for_pod(&services_store, &pod)
         })
         .watches_stream(slices.triggers(), |slice: EndpointSlice| {
             let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
