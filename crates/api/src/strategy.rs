@@ -67,17 +67,15 @@ pub fn normalize(
         }
     };
     // Upstream names the version alone here (`Deployment in version "v1"`), not the group.
-    let decoded = decoded.map_err(|e| {
+    let undecodable = |problem: &dyn std::fmt::Display| {
+        let (kind, version) = (resource.kind, resource.version);
         ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            resource.kind, resource.version, resource.kind
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {problem}"
         ))
-    })?;
+    };
+    let decoded = decoded.map_err(|e| undecodable(&e))?;
     if let Some(problem) = quantity_problem(resource.kind, &decoded) {
-        return Err(ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {problem}",
-            resource.kind, resource.version, resource.kind
-        )));
+        return Err(undecodable(&problem));
     }
     let mut unknown = Vec::new();
     if validation != FieldValidation::Ignore {
@@ -576,14 +574,23 @@ fn validate_pod_spec(spec: Option<&Value>, base: &str, causes: &mut Vec<Cause>) 
             .enumerate()
         {
             let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
-            if !(1..=65535).contains(&port) {
-                causes.push(cause(
-                    "FieldValueInvalid",
-                    &format!("{base}.containers[{i}].ports[{j}].containerPort"),
-                    format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
-                ));
-            }
+            port_in_range(
+                port,
+                &format!("{base}.containers[{i}].ports[{j}].containerPort"),
+                causes,
+            );
         }
+    }
+}
+
+/// A port number must be 1–65535.
+fn port_in_range(port: i64, field: &str, causes: &mut Vec<Cause>) {
+    if !(1..=65535).contains(&port) {
+        causes.push(cause(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
+        ));
     }
 }
 
@@ -751,13 +758,7 @@ pub fn validate(
             let mut port_names = std::collections::BTreeSet::new();
             for (i, p) in ports.into_iter().flatten().enumerate() {
                 let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&port) {
-                    causes.push(cause(
-                        "FieldValueInvalid",
-                        &format!("spec.ports[{i}].port"),
-                        format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
-                    ));
-                }
+                port_in_range(port, &format!("spec.ports[{i}].port"), &mut causes);
                 let name = p.get("name").and_then(Value::as_str).unwrap_or("");
                 if name.is_empty() {
                     if ports.is_some_and(|ps| ps.len() > 1) {
@@ -784,14 +785,8 @@ pub fn validate(
                 if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
                     causes.push(cause("FieldValueNotSupported", &format!("spec.ports[{i}].protocol"), format!("Unsupported value: {protocol:?}: supported values: \"SCTP\", \"TCP\", \"UDP\"")));
                 }
-                if let Some(target) = p.get("targetPort").and_then(Value::as_i64)
-                    && !(1..=65535).contains(&target)
-                {
-                    causes.push(cause(
-                        "FieldValueInvalid",
-                        &format!("spec.ports[{i}].targetPort"),
-                        format!("Invalid value: {target}: must be between 1 and 65535, inclusive"),
-                    ));
+                if let Some(target) = p.get("targetPort").and_then(Value::as_i64) {
+                    port_in_range(target, &format!("spec.ports[{i}].targetPort"), &mut causes);
                 }
             }
         }

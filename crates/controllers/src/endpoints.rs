@@ -161,29 +161,40 @@ pub fn subsets(service: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         .collect()
 }
 
-/// The Endpoints a service with a selector should have, or `None` for a selector-less
-/// service (its Endpoints are the user's).
-pub fn desired_endpoints(service: &Service, pods: &[Arc<Pod>]) -> Option<Endpoints> {
+/// The pods of the Service's namespace that its selector matches; `None` for a Service
+/// without a selector (its endpoints are the user's to write).
+pub(crate) fn selected_pods<'a>(
+    service: &'a Service,
+    pods: &'a [Arc<Pod>],
+) -> Option<impl Iterator<Item = &'a Arc<Pod>>> {
     let selector = service
         .spec
         .as_ref()?
         .selector
-        .clone()
+        .as_ref()
         .filter(|s| !s.is_empty())?;
-    let matching: Vec<Arc<Pod>> = pods
-        .iter()
-        .filter(|p| {
-            p.namespace() == service.namespace() && labels::map_matches(&selector, p.labels())
-        })
-        .cloned()
-        .collect();
-    let subsets = subsets(service, &matching);
+    Some(pods.iter().filter(move |p| {
+        p.namespace() == service.namespace() && labels::map_matches(selector, p.labels())
+    }))
+}
+
+/// The labels endpoints objects carry: the Service's own, plus the headless marker.
+pub(crate) fn service_labels(service: &Service) -> BTreeMap<String, String> {
     let mut labels = service.metadata.labels.clone().unwrap_or_default();
     if service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
         labels.insert(HEADLESS_LABEL.into(), String::new());
     } else {
         labels.remove(HEADLESS_LABEL);
     }
+    labels
+}
+
+/// The Endpoints a service with a selector should have, or `None` for a selector-less
+/// service (its Endpoints are the user's).
+pub fn desired_endpoints(service: &Service, pods: &[Arc<Pod>]) -> Option<Endpoints> {
+    let matching: Vec<Arc<Pod>> = selected_pods(service, pods)?.cloned().collect();
+    let subsets = subsets(service, &matching);
+    let labels = service_labels(service);
     Some(Endpoints {
         metadata: ObjectMeta {
             name: service.metadata.name.clone(),

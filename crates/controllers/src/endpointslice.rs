@@ -21,10 +21,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::endpoints::{HEADLESS_LABEL, find_port, pod_reference, services_for_pod};
+use crate::endpoints::{find_port, pod_reference, selected_pods, service_labels, services_for_pod};
 use crate::error::{Context, Error, status_code};
 use crate::informer::Informer;
-use crate::labels;
 use crate::podutil::{is_finished, is_ready, key_of};
 use crate::retry::Backoff;
 
@@ -102,20 +101,19 @@ fn slice_name(service: &str, ports: &[EndpointPort]) -> String {
 /// (its endpoints are the user's). With no pods there is one empty placeholder, as
 /// upstream keeps.
 pub fn desired_slices(service: &Service, pods: &[Arc<Pod>]) -> Option<Vec<EndpointSlice>> {
-    let spec = service.spec.as_ref()?;
-    let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
+    let selected = selected_pods(service, pods)?;
     let name = service.name_any();
+    let service_has_ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .is_some_and(|p| !p.is_empty());
     let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| {
-        p.namespace() == service.namespace()
-            && labels::map_matches(selector, p.labels())
-            && !is_finished(p)
-    }) {
+    for pod in selected.filter(|p| !is_finished(p)) {
         let Some(endpoint) = endpoint_of(service, pod) else {
             continue;
         };
         let ports = ports_of(service, pod);
-        let service_has_ports = spec.ports.as_ref().is_some_and(|p| !p.is_empty());
         if ports.is_empty() && service_has_ports {
             continue; // none of its ports resolve on this pod
         }
@@ -128,14 +126,9 @@ pub fn desired_slices(service: &Service, pods: &[Arc<Pod>]) -> Option<Vec<Endpoi
     if groups.is_empty() {
         groups.insert(slice_name(&name, &[]), (Vec::new(), Vec::new()));
     }
-    let mut labels = service.metadata.labels.clone().unwrap_or_default();
+    let mut labels = service_labels(service);
     labels.insert(SERVICE_NAME_LABEL.into(), name.clone());
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-    if spec.cluster_ip.as_deref() == Some("None") {
-        labels.insert(HEADLESS_LABEL.into(), String::new());
-    } else {
-        labels.remove(HEADLESS_LABEL);
-    }
     let owner = OwnerReference {
         api_version: Service::api_version(&()).into_owned(),
         kind: Service::kind(&()).into_owned(),
