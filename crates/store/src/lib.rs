@@ -6,7 +6,7 @@
 
 mod redb_store;
 
-pub use redb_store::RedbStore;
+pub use redb_store::{RedbStore, SharedRedbStore};
 
 use std::sync::Arc;
 

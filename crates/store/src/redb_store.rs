@@ -10,16 +10,23 @@
 //!   the history watches replay from, trimmed by `compact`
 //! * `meta`: `revision` and `compacted` counters
 //!
+//! Writes go through one writer thread that applies every queued write in one transaction
+//! and commits it with one fsync (group commit): with many clients a commit carries many
+//! writes, with one client it carries one, so latency stays one fsync. Each write is
+//! acknowledged after the commit that holds it is durable; a write whose precondition fails
+//! fails alone, the others of its batch commit.
+//!
 //! redb has no change notification, so watchers are fed in memory right after each commit,
-//! under the same lock that orders commits: a watcher registered under that lock sees
-//! history from the log table and then live events, with no gap and no duplicate.
+//! under a lock that also orders watcher registration: a watcher registered under that lock
+//! replays history from the log table up to the last revision fanned out and then gets live
+//! events, with no gap and no duplicate.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{Event, Expect, KeyValue, Range, Result, Revision, Store, StoreError, Watch};
 
@@ -30,14 +37,6 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// How many undelivered events a watcher may hold before it is dropped (it then re-lists).
 const WATCH_BUFFER: usize = 4096;
 
-/// The embedded store. Cheap to share: clone the `Arc`.
-pub struct RedbStore {
-    db: Arc<Database>,
-    revision: AtomicU64,
-    /// Serializes writers and watcher registration; holds the live watchers.
-    writer: Arc<Mutex<Watchers>>,
-}
-
 #[derive(Default)]
 struct Watchers {
     next_id: u64,
@@ -47,6 +46,8 @@ struct Watchers {
 
 struct Watcher {
     prefix: String,
+    /// Only events after this revision are the watcher's (earlier ones it replayed or listed).
+    after: Revision,
     sender: mpsc::Sender<Arc<Event>>,
 }
 
@@ -137,12 +138,67 @@ fn decode_event(revision: Revision, raw: &[u8]) -> Result<Event> {
     }
 }
 
+/// Most writes one commit takes: enough to amortise an fsync over many clients, few
+/// enough that the first writer of a batch does not wait long for the last.
+const MAX_BATCH: usize = 1024;
+/// Most value bytes one commit takes, so a batch of large objects stays a bounded transaction.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+/// redb's page cache (its default is 1 GiB, which the process's RSS would grow into as
+/// the file grows). The hot set of a small cluster's objects fits in this.
+const CACHE_BYTES: usize = 24 << 20;
+
+/// Work for the writer thread.
+enum Job {
+    Write {
+        key: String,
+        value: Option<Vec<u8>>,
+        expect: Expect,
+        reply: oneshot::Sender<Result<Event>>,
+    },
+    Compact {
+        revision: Revision,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// What readers and the writer thread share.
+struct Inner {
+    db: Database,
+    /// The last revision fanned out to watchers (every revision up to it is durable).
+    revision: AtomicU64,
+    /// Orders fan-out against watcher registration; holds the live watchers.
+    watchers: Mutex<Watchers>,
+}
+
+/// The embedded store: readers run on tokio's blocking pool against redb snapshots; all
+/// writes go through one writer thread that commits them in batches (group commit), so
+/// concurrent writers share one fsync.
+pub struct RedbStore {
+    inner: Arc<Inner>,
+    jobs: Option<std_mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what is queued and exit; joining it
+        // releases the file, so the same path can be opened again at once.
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 impl RedbStore {
     /// Open (creating if absent) the store file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let db = Database::create(path.as_ref()).map_err(|e| {
-            StoreError::Backend(format!("opening {}: {e}", path.as_ref().display()))
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path.as_ref())
+            .map_err(|e| {
+                StoreError::Backend(format!("opening {}: {e}", path.as_ref().display()))
+            })?;
         let txn = db.begin_write().map_err(backend)?;
         let (revision, compacted) = {
             txn.open_table(KV).map_err(backend)?;
@@ -161,111 +217,202 @@ impl RedbStore {
             (revision, compacted)
         };
         txn.commit().map_err(backend)?;
-        Ok(RedbStore {
-            db: Arc::new(db),
+        let inner = Arc::new(Inner {
+            db,
             revision: AtomicU64::new(revision),
-            writer: Arc::new(Mutex::new(Watchers {
+            watchers: Mutex::new(Watchers {
                 compacted,
                 ..Default::default()
-            })),
+            }),
+        });
+        let (jobs, queue) = std_mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn({
+                let inner = inner.clone();
+                move || inner.run_writer(queue)
+            })
+            .map_err(backend)?;
+        Ok(RedbStore {
+            inner,
+            jobs: Some(jobs),
+            writer: Some(writer),
         })
     }
 
-    /// One write transaction: check `expect`, apply, append to the log, bump the revision,
-    /// commit durably, then fan the event out. Runs on a blocking thread.
-    fn write(&self, key: &str, value: Option<Vec<u8>>, expect: Expect) -> Result<Event> {
-        let mut watchers = self
-            .writer
+    fn submit(&self, job: Job) -> Result<()> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| StoreError::Backend("the store is shut down".into()))
+    }
+}
+
+impl Inner {
+    fn lock_watchers(&self) -> Result<std::sync::MutexGuard<'_, Watchers>> {
+        self.watchers
             .lock()
-            .map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
-        let txn = self.db.begin_write().map_err(backend)?;
-        let event = {
-            let mut kv = txn.open_table(KV).map_err(backend)?;
-            let current = match kv.get(key).map_err(backend)? {
-                Some(raw) => Some(decode_kv(key, raw.value())?),
-                None => None,
+            .map_err(|_| StoreError::Backend("store watcher lock poisoned".into()))
+    }
+
+    /// The writer thread: take every queued write (up to a bound), apply them in one
+    /// transaction, commit (one fsync), then fan the events out and acknowledge each.
+    /// A write is acknowledged only after the commit that holds it is durable.
+    fn run_writer(&self, queue: std_mpsc::Receiver<Job>) {
+        let mut held: Option<Job> = None;
+        loop {
+            let first = match held.take() {
+                Some(job) => job,
+                None => match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => return, // every handle is gone
+                },
             };
-            match (expect, &current) {
-                (Expect::Absent, Some(_)) => {
-                    return Err(StoreError::AlreadyExists(key.to_string()));
+            let mut batch = match first {
+                Job::Compact { revision, reply } => {
+                    let _ = reply.send(self.compact_now(revision));
+                    continue;
                 }
-                (Expect::Present | Expect::Revision(_), None) => {
-                    return Err(StoreError::NotFound(key.to_string()));
+                Job::Write {
+                    key,
+                    value,
+                    expect,
+                    reply,
+                } => {
+                    let mut bytes = value.as_ref().map_or(0, Vec::len);
+                    let mut batch = vec![(key, value, expect, reply)];
+                    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                        match queue.try_recv() {
+                            Ok(Job::Write {
+                                key,
+                                value,
+                                expect,
+                                reply,
+                            }) => {
+                                bytes += value.as_ref().map_or(0, Vec::len);
+                                batch.push((key, value, expect, reply));
+                            }
+                            Ok(compact) => {
+                                held = Some(compact);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    batch
                 }
-                (Expect::Revision(expected), Some(cur)) if cur.mod_revision != expected => {
-                    return Err(StoreError::Conflict {
-                        key: key.to_string(),
-                        expected,
-                        current: cur.mod_revision,
-                    });
-                }
-                _ => {}
-            }
-            let revision = self.revision.load(Ordering::SeqCst) + 1;
-            let event = match value {
-                Some(value) => {
-                    let create = current
-                        .as_ref()
-                        .map(|c| c.create_revision)
-                        .unwrap_or(revision);
-                    let raw = encode_kv(create, revision, &value);
-                    kv.insert(key, raw.as_slice()).map_err(backend)?;
-                    Event::Put {
-                        kv: KeyValue {
-                            key: key.to_string(),
-                            value: Arc::from(value),
-                            create_revision: create,
-                            mod_revision: revision,
-                        },
-                        prev: current,
+            };
+            let writes: Vec<_> = batch
+                .iter_mut()
+                .map(|(key, value, expect, _)| (key.as_str(), value.take(), *expect))
+                .collect();
+            match self.commit_batch(writes) {
+                Ok(results) => {
+                    for ((_, _, _, reply), result) in batch.into_iter().zip(results) {
+                        let _ = reply.send(result);
                     }
                 }
-                None => {
-                    let Some(prev) = current else {
-                        return Err(StoreError::NotFound(key.to_string()));
-                    };
-                    kv.remove(key).map_err(backend)?;
-                    Event::Delete { prev, revision }
+                Err(e) => {
+                    tracing::error!(error = %e, "store commit failed");
+                    for (_, _, _, reply) in batch {
+                        let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                    }
                 }
-            };
+            }
+        }
+    }
+
+    /// Apply `writes` in one transaction and commit it. Each write's precondition is
+    /// checked against the state the earlier writes of the batch left, and a failed one
+    /// fails alone. `Err` means nothing was committed.
+    fn commit_batch(
+        &self,
+        writes: Vec<(&str, Option<Vec<u8>>, Expect)>,
+    ) -> Result<Vec<Result<Event>>> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let mut revision = self.revision.load(Ordering::SeqCst);
+        let mut results = Vec::with_capacity(writes.len());
+        {
+            let mut kv = txn.open_table(KV).map_err(backend)?;
             let mut log = txn.open_table(LOG).map_err(backend)?;
-            log.insert(revision, encode_event(&event).as_slice())
-                .map_err(backend)?;
+            for (key, value, expect) in writes {
+                let current = match kv.get(key).map_err(backend)? {
+                    Some(raw) => Some(decode_kv(key, raw.value())?),
+                    None => None,
+                };
+                if let Err(e) = check(key, expect, current.as_ref(), value.is_none()) {
+                    results.push(Err(e));
+                    continue;
+                }
+                revision += 1;
+                let event = match (value, current) {
+                    (Some(value), current) => {
+                        let create = current
+                            .as_ref()
+                            .map(|c| c.create_revision)
+                            .unwrap_or(revision);
+                        kv.insert(key, encode_kv(create, revision, &value).as_slice())
+                            .map_err(backend)?;
+                        Event::Put {
+                            kv: KeyValue {
+                                key: key.to_string(),
+                                value: Arc::from(value),
+                                create_revision: create,
+                                mod_revision: revision,
+                            },
+                            prev: current,
+                        }
+                    }
+                    (None, Some(prev)) => {
+                        kv.remove(key).map_err(backend)?;
+                        Event::Delete { prev, revision }
+                    }
+                    (None, None) => {
+                        return Err(StoreError::Backend(format!(
+                            "delete of missing {key:?} passed its precondition"
+                        )));
+                    }
+                };
+                log.insert(revision, encode_event(&event).as_slice())
+                    .map_err(backend)?;
+                results.push(Ok(event));
+            }
             let mut meta = txn.open_table(META).map_err(backend)?;
             meta.insert("revision", revision).map_err(backend)?;
-            event
-        };
+        }
         txn.commit().map_err(backend)?;
-        self.revision.store(event.revision(), Ordering::SeqCst);
 
-        let event = Arc::new(event);
-        watchers.list.retain(|w| {
-            if !event.key().starts_with(&w.prefix) {
-                return !w.sender.is_closed();
-            }
-            // A watcher that cannot keep up is dropped rather than buffered without bound.
-            w.sender.try_send(event.clone()).is_ok()
-        });
-        Ok(Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone()))
+        let mut watchers = self.lock_watchers()?;
+        self.revision.store(revision, Ordering::SeqCst);
+        for event in results.iter().filter_map(|r| r.as_ref().ok()) {
+            let event = Arc::new(event.clone());
+            watchers.list.retain(|w| {
+                if event.revision() <= w.after || !event.key().starts_with(&w.prefix) {
+                    return !w.sender.is_closed();
+                }
+                // A watcher that cannot keep up is dropped rather than buffered without bound.
+                w.sender.try_send(event.clone()).is_ok()
+            });
+        }
+        Ok(results)
     }
 
     fn register_watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
-        let mut watchers = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
-        let current = self.revision.load(Ordering::SeqCst);
-        if after < watchers.compacted && after < current {
+        let mut watchers = self.lock_watchers()?;
+        // Every revision up to `published` has been fanned out already; later ones will be,
+        // to the watchers registered now. Replaying history up to it leaves no gap.
+        let published = self.revision.load(Ordering::SeqCst);
+        if after < watchers.compacted && after < published {
             return Err(StoreError::Compacted {
                 requested: after,
                 compacted: watchers.compacted,
             });
         }
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
-        if after < current {
+        if after < published {
             let txn = self.db.begin_read().map_err(backend)?;
             let log = txn.open_table(LOG).map_err(backend)?;
-            for entry in log.range(after + 1..).map_err(backend)? {
+            for entry in log.range(after + 1..=published).map_err(backend)? {
                 let (revision, raw) = entry.map_err(backend)?;
                 let event = decode_event(revision.value(), raw.value())?;
                 if event.key().starts_with(prefix) && sender.try_send(Arc::new(event)).is_err() {
@@ -280,17 +427,18 @@ impl RedbStore {
         watchers.next_id += 1;
         watchers.list.push(Watcher {
             prefix: prefix.to_string(),
+            // A range may have been read at a revision committed but not yet fanned out;
+            // a watch from it must not see those events again.
+            after: after.max(published),
             sender,
         });
         Ok(Watch { receiver })
     }
 
-    fn do_compact(&self, revision: Revision) -> Result<()> {
-        let mut watchers = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Backend("store writer lock poisoned".into()))?;
-        if revision <= watchers.compacted {
+    /// Runs on the writer thread, between batches.
+    fn compact_now(&self, revision: Revision) -> Result<()> {
+        let compacted = self.lock_watchers()?.compacted;
+        if revision <= compacted {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(backend)?;
@@ -301,11 +449,11 @@ impl RedbStore {
             meta.insert("compacted", revision).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        watchers.compacted = revision;
+        self.lock_watchers()?.compacted = revision;
         Ok(())
     }
 
-    fn do_get(&self, key: &str) -> Result<Option<KeyValue>> {
+    fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let txn = self.db.begin_read().map_err(backend)?;
         let kv = txn.open_table(KV).map_err(backend)?;
         match kv.get(key).map_err(backend)? {
@@ -314,7 +462,7 @@ impl RedbStore {
         }
     }
 
-    fn do_range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range> {
+    fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range> {
         let txn = self.db.begin_read().map_err(backend)?;
         // Read the revision inside the snapshot, so a list and a watch from its revision
         // neither miss nor repeat a change.
@@ -351,13 +499,30 @@ impl RedbStore {
     }
 }
 
+/// Check a write's precondition against the key's current value.
+fn check(key: &str, expect: Expect, current: Option<&KeyValue>, delete: bool) -> Result<()> {
+    match (expect, current) {
+        (Expect::Absent, Some(_)) => Err(StoreError::AlreadyExists(key.to_string())),
+        (Expect::Present | Expect::Revision(_), None) => Err(StoreError::NotFound(key.to_string())),
+        (Expect::Revision(expected), Some(cur)) if cur.mod_revision != expected => {
+            Err(StoreError::Conflict {
+                key: key.to_string(),
+                expected,
+                current: cur.mod_revision,
+            })
+        }
+        (_, None) if delete => Err(StoreError::NotFound(key.to_string())),
+        _ => Ok(()),
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
-/// The store behind an `Arc`, so its blocking work can run on tokio's blocking pool.
+/// The store behind an `Arc`, as a [`Store`].
 #[derive(Clone)]
 pub struct SharedRedbStore(Arc<RedbStore>);
 
@@ -368,29 +533,43 @@ impl RedbStore {
     }
 }
 
+impl SharedRedbStore {
+    async fn write(&self, key: &str, value: Option<Vec<u8>>, expect: Expect) -> Result<Event> {
+        let (reply, answer) = oneshot::channel();
+        self.0.submit(Job::Write {
+            key: key.to_string(),
+            value,
+            expect,
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for SharedRedbStore {
     fn revision(&self) -> Revision {
-        self.0.revision.load(Ordering::SeqCst)
+        self.0.inner.revision.load(Ordering::SeqCst)
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let (store, key) = (self.0.clone(), key.to_string());
-        blocking(move || store.do_get(&key)).await
+        let (inner, key) = (self.0.inner.clone(), key.to_string());
+        blocking(move || inner.get(&key)).await
     }
 
     async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range> {
-        let (store, prefix, start_after) = (
-            self.0.clone(),
+        let (inner, prefix, start_after) = (
+            self.0.inner.clone(),
             prefix.to_string(),
             start_after.map(str::to_string),
         );
-        blocking(move || store.do_range(&prefix, start_after.as_deref(), limit)).await
+        blocking(move || inner.range(&prefix, start_after.as_deref(), limit)).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<KeyValue> {
-        let (store, key) = (self.0.clone(), key.to_string());
-        match blocking(move || store.write(&key, Some(value), expect)).await? {
+        match self.write(key, Some(value), expect).await? {
             Event::Put { kv, .. } => Ok(kv),
             Event::Delete { .. } => Err(StoreError::Backend("put produced a delete".into())),
         }
@@ -402,21 +581,23 @@ impl Store for SharedRedbStore {
                 "delete with Expect::Absent makes no sense".into(),
             ));
         }
-        let (store, key) = (self.0.clone(), key.to_string());
-        match blocking(move || store.write(&key, None, expect)).await? {
+        match self.write(key, None, expect).await? {
             Event::Delete { prev, revision } => Ok((prev, revision)),
             Event::Put { .. } => Err(StoreError::Backend("delete produced a put".into())),
         }
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
-        let (store, prefix) = (self.0.clone(), prefix.to_string());
-        blocking(move || store.register_watch(&prefix, after)).await
+        let (inner, prefix) = (self.0.inner.clone(), prefix.to_string());
+        blocking(move || inner.register_watch(&prefix, after)).await
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        let store = self.0.clone();
-        blocking(move || store.do_compact(revision)).await
+        let (reply, answer) = oneshot::channel();
+        self.0.submit(Job::Compact { revision, reply })?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the store writer stopped".into()))?
     }
 }
 
@@ -498,6 +679,78 @@ mod tests {
         );
         let second = w.next().await.unwrap();
         assert!(matches!(&*second, Event::Delete { revision: 4, prev } if &*prev.value == b"2"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_share_commits_and_each_gets_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        let mut w = s.watch("/c/", 0).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for i in 0..50 {
+                    let key = format!("/c/{t}/{i}");
+                    let kv = s.put(&key, vec![t as u8], Expect::Absent).await.unwrap();
+                    // A second create of the same key in flight fails alone.
+                    assert!(matches!(
+                        s.put(&key, vec![0], Expect::Absent).await,
+                        Err(StoreError::AlreadyExists(_))
+                    ));
+                    revisions.push(kv.mod_revision);
+                }
+                revisions
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort();
+        all.dedup();
+        assert_eq!(
+            all,
+            (1..=800).collect::<Vec<_>>(),
+            "every write has its own revision"
+        );
+        assert_eq!(s.revision(), 800);
+        let range = s.range("/c/", None, 0).await.unwrap();
+        assert_eq!((range.kvs.len(), range.revision), (800, 800));
+        // Watchers see every write once, in revision order.
+        for expected in 1..=800 {
+            assert_eq!(w.next().await.unwrap().revision(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(&dir);
+            let writes: Vec<_> = (0..64)
+                .map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        s.put(&format!("/d/{i:02}"), vec![i], Expect::Absent).await
+                    })
+                })
+                .collect();
+            for w in writes {
+                w.await.unwrap().unwrap();
+            }
+        }
+        let s = open(&dir);
+        assert_eq!(s.revision(), 64);
+        let range = s.range("/d/", None, 0).await.unwrap();
+        assert_eq!(range.kvs.len(), 64);
+        assert!(
+            range
+                .kvs
+                .iter()
+                .all(|kv| kv.key == format!("/d/{:02}", kv.value[0]))
+        );
     }
 
     #[tokio::test]
