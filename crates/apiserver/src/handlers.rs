@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 use podium_api::resource::{ResourceInfo, Subresource};
 use podium_api::selector::{FieldSelector, LabelSelector};
 use podium_api::status::{ApiError, Reason};
@@ -19,7 +19,7 @@ use crate::ApiServer;
 use crate::error::{ApiResult, Failure};
 use crate::registry::{meta_str, parse_revision, revision_precondition};
 use crate::request::{Target, parse_query, parse_target};
-use crate::{discovery, gc, subresources, watch};
+use crate::{discovery, gc, negotiate, subresources, watch};
 
 /// Request bodies above this get 413, as upstream's 3 MiB limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -71,12 +71,15 @@ impl Call {
             .unwrap_or("application/json")
     }
 
-    /// The body as a JSON value, from JSON or YAML.
+    /// The body as a JSON value, from JSON, YAML or Kubernetes protobuf.
     pub fn body_value(&self) -> Result<Value, ApiError> {
         if self.body.is_empty() {
             return Err(ApiError::bad_request(
                 "the request body is empty; send the object as JSON or YAML",
             ));
+        }
+        if negotiate::is_protobuf_body(&self.headers) {
+            return negotiate::decode_body(&self.body);
         }
         let text = std::str::from_utf8(&self.body)
             .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
@@ -93,20 +96,23 @@ impl Call {
 
 /// JSON response with a status code (and `Warning` headers for dropped fields).
 pub fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut response = (code, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    for warning in warnings {
-        let text = format!("299 - \"{}\"", warning.replace('"', "\\\""));
-        if let Ok(value) = HeaderValue::from_str(&text) {
-            response.headers_mut().append("Warning", value);
+    negotiate::respond(negotiate::Format::Json, code, value, warnings)
+}
+
+impl Call {
+    /// An object (or list, or Status) in the encoding the client prefers: JSON, or
+    /// protobuf for kinds that have a message.
+    pub fn respond(&self, code: StatusCode, value: &Value, warnings: &[String]) -> Response {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = value.get("kind").and_then(Value::as_str);
+        match negotiate::response_format(&self.headers, api_version, kind) {
+            Ok(format) => negotiate::respond(format, code, value, warnings),
+            Err(e) => Failure(e).into_response(),
         }
     }
-    response
 }
 
 /// An object, or a one-row Table when the client asked for tables.
@@ -129,7 +135,7 @@ pub fn object_response(
         );
         return json_response(code, &table, warnings);
     }
-    json_response(code, object, warnings)
+    call.respond(code, object, warnings)
 }
 
 pub async fn not_found(uri: Uri) -> Response {
@@ -352,7 +358,7 @@ async fn list(
         "metadata": metadata,
         "items": listed.items,
     });
-    Ok(json_response(StatusCode::OK, &list, &[]))
+    Ok(call.respond(StatusCode::OK, &list, &[]))
 }
 
 /// Check a body's apiVersion/kind against the endpoint's, filling them in when absent.
@@ -546,6 +552,14 @@ async fn patch(
     name: &str,
     target: PatchTarget,
 ) -> ApiResult<Response> {
+    if negotiate::is_protobuf_body(&call.headers) {
+        // Upstream has no protobuf patch format either.
+        return Err(ApiError::new(
+            Reason::UnsupportedMediaType,
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+        )
+        .into());
+    }
     let text = std::str::from_utf8(&call.body)
         .map_err(|_| ApiError::bad_request("the patch is not UTF-8"))?;
     let patch: Value = serde_json::from_str(text)
@@ -675,11 +689,7 @@ async fn delete(
     )
     .await?;
     if finished {
-        return Ok(json_response(
-            StatusCode::OK,
-            &success_status(resource, &object),
-            &[],
-        ));
+        return Ok(call.respond(StatusCode::OK, &success_status(resource, &object), &[]));
     }
     Ok(object_response(
         call,
@@ -888,5 +898,5 @@ async fn delete_collection(
         }
     }
     let list = json!({"kind": list_kind(resource), "apiVersion": resource.api_version(), "metadata": {"resourceVersion": listed.revision.to_string()}, "items": deleted});
-    Ok(json_response(StatusCode::OK, &list, &[]))
+    Ok(call.respond(StatusCode::OK, &list, &[]))
 }

@@ -3,6 +3,7 @@
 //! * [`request`]: URL and query parsing into one `ApiRequest`.
 //! * [`registry`]: objects in the store: keys, metadata rules, create/update/delete.
 //! * [`handlers`]: the verbs (get, list, create, update, patch, delete) and content negotiation.
+//! * [`negotiate`]: JSON or Kubernetes protobuf, for bodies and answers.
 //! * [`watch`]: `?watch=true` streams.
 //! * [`subresources`]: status, scale, binding, log.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
@@ -14,6 +15,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod handlers;
+pub mod negotiate;
 pub mod registry;
 pub mod request;
 pub mod subresources;

@@ -11,7 +11,7 @@ use podium_api::strategy::{self, FieldValidation};
 use serde_json::{Value, json};
 
 use crate::error::ApiResult;
-use crate::handlers::{Call, check_type, json_response, object_response};
+use crate::handlers::{Call, check_type, object_response};
 use crate::registry::{meta_str, now_rfc3339, revision_precondition};
 
 pub async fn put_status(
@@ -78,7 +78,7 @@ pub async fn get_scale(
     name: &str,
 ) -> ApiResult<Response> {
     let object = call.server.registry.get(resource, namespace, name).await?;
-    Ok(json_response(StatusCode::OK, &scale_of(&object), &[]))
+    Ok(call.respond(StatusCode::OK, &scale_of(&object), &[]))
 }
 
 pub async fn write_scale(
@@ -137,7 +137,7 @@ pub async fn write_scale(
             },
         )
         .await?;
-    Ok(json_response(StatusCode::OK, &scale_of(&updated), &[]))
+    Ok(call.respond(StatusCode::OK, &scale_of(&updated), &[]))
 }
 
 pub async fn bind(
@@ -193,7 +193,7 @@ pub async fn bind(
         })
         .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok(json_response(StatusCode::CREATED, &status, &[]))
+    Ok(call.respond(StatusCode::CREATED, &status, &[]))
 }
 
 /// Which container a log request means: `?container=`, the default-container

@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::ApiResult;
 use crate::handlers::{Call, selectors};
+use crate::negotiate;
 use crate::registry::{decode, parse_revision, prefix, set_resource_version};
 
 /// Without `timeoutSeconds`, a watch ends after this long, as upstream's 30–60 min.
@@ -31,6 +32,8 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
 
 struct Encoder {
     resource: &'static ResourceInfo,
+    /// Length-prefixed protobuf frames instead of JSON lines.
+    protobuf: bool,
     table: bool,
     include: table::IncludeObject,
     sent_columns: bool,
@@ -53,6 +56,28 @@ impl Encoder {
         } else {
             object.clone()
         };
+        self.encode(kind, object)
+    }
+
+    /// One event in the stream's encoding.
+    fn encode(&self, kind: &str, object: Value) -> Bytes {
+        if self.protobuf {
+            match negotiate::watch_frame(kind, &object) {
+                Ok(frame) => return Bytes::from(frame),
+                Err(e) => {
+                    // Our own object failed to encode: a bug. Tell the client in-band.
+                    tracing::warn!(error = %e, "protobuf watch encoding failed");
+                    let status = ApiError::internal(format!(
+                        "cannot encode a {} as protobuf: {e}",
+                        self.resource.kind
+                    ))
+                    .to_status();
+                    return Bytes::from(
+                        negotiate::watch_frame("ERROR", &status).unwrap_or_default(),
+                    );
+                }
+            }
+        }
         let mut line =
             serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
@@ -65,17 +90,11 @@ impl Encoder {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
-        let mut line =
-            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        self.encode("BOOKMARK", object)
     }
 
     fn error(&self, e: &ApiError) -> Bytes {
-        let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
-            .unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        self.encode("ERROR", e.to_status())
     }
 }
 
@@ -100,9 +119,14 @@ pub async fn serve(
     };
     let registry = call.server.registry.clone();
     let prefix = prefix(resource, namespace.as_deref());
+    let table = call.wants_table();
+    let protobuf = !table
+        && negotiate::response_format(&call.headers, &resource.api_version(), Some(resource.kind))?
+            == negotiate::Format::Protobuf;
     let mut encoder = Encoder {
         resource,
-        table: call.wants_table(),
+        protobuf,
+        table,
         include: call.include_object(),
         sent_columns: false,
     };
@@ -209,7 +233,11 @@ pub async fn serve(
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(if protobuf {
+            "application/vnd.kubernetes.protobuf;stream=watch"
+        } else {
+            "application/json"
+        }),
     );
     Ok(response)
 }
