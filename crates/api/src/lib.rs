@@ -7,7 +7,9 @@
 //! * [`quantity`]: resource quantities (`100m`, `128Mi`) as numbers.
 //! * [`table`]: `meta.k8s.io/v1` Table rendering, the columns `kubectl get` prints.
 //! * [`openapi`]: OpenAPI v3 documents generated from the k8s-openapi types.
+//! * [`base64`]: `[]byte` fields as Go's `encoding/json` reads and writes them.
 
+pub mod base64;
 pub mod openapi;
 pub mod quantity;
 pub mod resource;

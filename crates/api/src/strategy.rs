@@ -47,6 +47,22 @@ pub fn normalize(
         apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
         discovery::v1 as discovery,
     };
+    // Byte fields first: Go's base64 is more lenient than k8s-openapi's, and `stringData`
+    // is only a way of writing `data`.
+    let prepared;
+    let object = match byte_fields(resource.kind, object) {
+        Ok(Some(rewritten)) => {
+            prepared = rewritten;
+            &prepared
+        }
+        Ok(None) => object,
+        Err(problem) => {
+            let (kind, version) = (resource.kind, resource.version);
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {problem}"
+            )));
+        }
+    };
     let decoded = match resource.kind {
         "Namespace" => roundtrip::<core::Namespace>(object),
         "Node" => roundtrip::<core::Node>(object),
@@ -98,6 +114,67 @@ pub fn normalize(
             .map(|f| format!("unknown field \"{f}\""))
             .collect(),
     ))
+}
+
+/// The `[]byte` maps of a kind (Secret `data`, ConfigMap `binaryData`) rewritten in the
+/// canonical base64 k8s-openapi decodes, after decoding them as Go's `encoding/json` does
+/// (line breaks ignored, unused bits unchecked); and a Secret's `stringData` merged into
+/// `data` and dropped, as upstream's v1 → internal conversion does: a key in both takes
+/// the `stringData` value. `None` when there is nothing to rewrite; the error names the
+/// field and says what Go's decoder says.
+fn byte_fields(kind: &str, object: &Value) -> Result<Option<Value>, String> {
+    let field = match kind {
+        "Secret" => "data",
+        "ConfigMap" => "binaryData",
+        _ => return Ok(None),
+    };
+    let Some(map) = object.as_object() else {
+        return Ok(None);
+    };
+    let string_data = map.get("stringData").filter(|v| !v.is_null());
+    if map.get(field).is_none_or(|v| !v.is_object()) && string_data.is_none() {
+        return Ok(None);
+    }
+    let mut object = object.clone();
+    let fields = object.as_object_mut().expect("checked above");
+    let mut bytes = match fields.remove(field) {
+        Some(Value::Object(entries)) => entries,
+        Some(other) if !other.is_null() => {
+            // Not a map: leave it for the typed decoder to report.
+            fields.insert(field.into(), other);
+            return Ok(Some(object));
+        }
+        _ => Map::new(),
+    };
+    for (key, value) in bytes.iter_mut() {
+        if let Value::String(text) = value {
+            let decoded = crate::base64::decode(text)
+                .map_err(|at| format!("{field}[{key}]: illegal base64 data at input byte {at}"))?;
+            *text = crate::base64::encode(&decoded);
+        }
+    }
+    if kind == "Secret" {
+        match fields.remove("stringData") {
+            Some(Value::Object(strings)) => {
+                for (key, value) in strings {
+                    let Value::String(text) = value else {
+                        return Err(format!("stringData[{key}]: expected a string, got {value}"));
+                    };
+                    bytes.insert(key, json!(crate::base64::encode(text.as_bytes())));
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(other) => {
+                return Err(format!(
+                    "stringData: expected a map of strings, got {other}"
+                ));
+            }
+        }
+    }
+    if !bytes.is_empty() || map.contains_key(field) {
+        fields.insert(field.into(), Value::Object(bytes));
+    }
+    Ok(Some(object))
 }
 
 /// Where a kind holds resource quantities: maps of name → quantity string.
@@ -820,6 +897,39 @@ mod tests {
                     "spec": {"containers": [{"name": "sample-app", "image": "sample-app:v1", "ports": [{"containerPort": 8080}]}]}}
             }
         })
+    }
+
+    #[test]
+    fn secret_string_data_merges_into_data_and_go_base64_is_accepted() {
+        let secret = find_kind("", "Secret").unwrap();
+        let object = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"a": "YQ==", "both": "b2xk", "pem": "LS0tLS1C\nRUdJTg==\n"},
+            "stringData": {"both": "new", "plain": "text"}});
+        let (decoded, warnings) = normalize(secret, &object, FieldValidation::Strict).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(decoded.get("stringData"), None);
+        assert_eq!(
+            decoded["data"],
+            json!({"a": "YQ==", "both": "bmV3", "pem": "LS0tLS1CRUdJTg==", "plain": "dGV4dA=="})
+        );
+        let only_strings = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "stringData": {"k": "v"}});
+        let (decoded, _) = normalize(secret, &only_strings, FieldValidation::Strict).unwrap();
+        assert_eq!(decoded["data"], json!({"k": "dg=="}));
+
+        let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"tls.key": "not base64!"}});
+        let error = normalize(secret, &bad, FieldValidation::Warn).unwrap_err();
+        assert_eq!(error.code(), 400);
+        assert_eq!(
+            error.message,
+            "Secret in version \"v1\" cannot be handled as a Secret: data[tls.key]: illegal base64 data at input byte 3"
+        );
+        let config_map = find_kind("", "ConfigMap").unwrap();
+        let binary = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "binaryData": {"b": "AAEC\r\nAw=="}});
+        let (decoded, _) = normalize(config_map, &binary, FieldValidation::Strict).unwrap();
+        assert_eq!(decoded["binaryData"], json!({"b": "AAECAw=="}));
     }
 
     #[test]

@@ -84,9 +84,14 @@ impl ApiServer {
             .route("/healthz", get(discovery::health))
             .route("/livez", get(discovery::health))
             .route("/readyz", get(discovery::health))
+            // kube-apiserver's go-restful roots answer with a trailing slash too, and some
+            // client libraries ask for `/version/`.
             .route("/version", get(discovery::version))
+            .route("/version/", get(discovery::version))
             .route("/api", get(discovery::api_versions))
+            .route("/api/", get(discovery::api_versions))
             .route("/apis", get(discovery::api_groups))
+            .route("/apis/", get(discovery::api_groups))
             .route("/openapi/v2", get(discovery::openapi_v2))
             .route("/openapi/v3", get(discovery::openapi_root))
             .route("/openapi/v3/{*path}", get(discovery::openapi_document))

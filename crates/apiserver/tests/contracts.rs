@@ -1,0 +1,184 @@
+//! Upstream's small contracts (issue 9 item 14), each as kube-apiserver answers what
+//! upstream clients send: trailing-slash paths, Secret `stringData` and Go's base64, the
+//! object in DELETE answers, bad query values and bodies, health checks.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use podium_apiserver::{ApiConfig, ApiServer};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Harness {
+    server: ApiServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = podium_store::RedbStore::open(dir.path().join("db"))
+        .unwrap()
+        .shared();
+    let server = ApiServer::new(
+        Arc::new(store),
+        ApiConfig {
+            service_cidr: "10.43.0.0/16".into(),
+            advertise_address: "127.0.0.1:6443".into(),
+        },
+    );
+    server.bootstrap().await.unwrap();
+    Harness { server, _dir: dir }
+}
+
+impl Harness {
+    async fn raw(
+        &self,
+        method: &str,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Vec<u8>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let response = self.server.router().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, bytes.to_vec())
+    }
+
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let content_type = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, bytes) = self.raw(method, uri, content_type, body).await;
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, None).await
+    }
+}
+
+#[tokio::test]
+async fn trailing_slash_paths_answer_as_without() {
+    let h = harness().await;
+    for (with, without) in [
+        ("/version/", "/version"),
+        ("/api/", "/api"),
+        ("/apis/", "/apis"),
+        ("/api/v1/", "/api/v1"),
+        ("/apis/apps/v1/", "/apis/apps/v1"),
+        ("/api/v1/namespaces/default/", "/api/v1/namespaces/default"),
+    ] {
+        let (code, slashed) = h.get(with).await;
+        assert_eq!(code, StatusCode::OK, "GET {with}: {slashed}");
+        let (_, plain) = h.get(without).await;
+        assert_eq!(slashed, plain, "GET {with} differs from GET {without}");
+    }
+    // As upstream: health subpaths are named checks, and an unknown root is still 404.
+    let (code, _) = h.get("/nothing/").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+/// The Kubernetes docs' TLS Secret, base64 wrapped at 64 columns as `base64` prints it.
+const WRAPPED_CERT: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUM2ekNDQWRPZ0F3SUJBZ0lK\nQUxoS0E2b0pTdGpvTUEwR0NTcUdTSWIzRFFFQkN3VUFNQUF3SGhjTk1qUXdNVEF4\nCg==\n";
+
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data_on_create_update_and_patch() {
+    let h = harness().await;
+    let (code, created) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            Some(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "tls"}, "type": "kubernetes.io/tls",
+                "data": {"tls.crt": WRAPPED_CERT, "tls.key": "b2xk"},
+                "stringData": {"tls.key": "secret", "extra": "x"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    assert!(created.get("stringData").is_none(), "{created}");
+    assert_eq!(created["data"]["tls.key"], "c2VjcmV0");
+    assert_eq!(created["data"]["extra"], "eA==");
+    assert_eq!(
+        created["data"]["tls.crt"],
+        WRAPPED_CERT.replace('\n', ""),
+        "line breaks are dropped, the bytes kept"
+    );
+    let (_, stored) = h.get("/api/v1/namespaces/default/secrets/tls").await;
+    assert_eq!(stored["data"], created["data"]);
+    assert!(stored.get("stringData").is_none());
+
+    // PUT: stringData overrides the data sent beside it.
+    let mut replaced = stored.clone();
+    replaced["stringData"] = json!({"extra": "y"});
+    let (code, updated) = h
+        .call(
+            "PUT",
+            "/api/v1/namespaces/default/secrets/tls",
+            Some(replaced),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{updated}");
+    assert_eq!(updated["data"]["extra"], "eQ==");
+    assert!(updated.get("stringData").is_none());
+
+    // PATCH with only stringData (what `kubectl patch secret -p '{"stringData":...}'` sends).
+    let (code, patched) = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/secrets/tls",
+            Some(json!({"stringData": {"added": "z"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
+    assert_eq!(patched["data"]["added"], "eg==");
+    assert_eq!(patched["data"]["extra"], "eQ==");
+    assert!(patched.get("stringData").is_none());
+}
+
+#[tokio::test]
+async fn secret_with_invalid_base64_is_refused_naming_the_field() {
+    let h = harness().await;
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            Some(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"},
+                "data": {"password": "c2VjcmV0"}, "stringData": {}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{status}");
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            Some(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad2"},
+                "data": {"password": "c2VjcmV0!"}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(
+        status["message"],
+        "Secret in version \"v1\" cannot be handled as a Secret: data[password]: illegal base64 data at input byte 8"
+    );
+    let (code, _) = h.get("/api/v1/namespaces/default/secrets/bad2").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
