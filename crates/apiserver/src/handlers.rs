@@ -688,7 +688,7 @@ async fn delete(
         call.dry_run(),
     )
     .await?;
-    if finished {
+    if finished && !strategy::returns_deleted_object(resource) {
         return Ok(call.respond(StatusCode::OK, &success_status(resource, &object), &[]));
     }
     Ok(object_response(

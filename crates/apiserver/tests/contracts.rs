@@ -182,3 +182,96 @@ async fn secret_with_invalid_base64_is_refused_naming_the_field() {
     let (code, _) = h.get("/api/v1/namespaces/default/secrets/bad2").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn delete_answers_with_the_object_where_upstream_does() {
+    let h = harness().await;
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    // What client-go and the Python client send: DeleteOptions in the body.
+    let options =
+        json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"});
+    let (code, deleted) = h
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/default/services/web",
+            Some(options.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["kind"], "Service", "{deleted}");
+    assert_eq!(deleted["metadata"]["name"], "web");
+    assert!(deleted["spec"]["clusterIP"].is_string(), "{deleted}");
+
+    // An unscheduled pod goes at once, and is answered as a Pod.
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i:1"}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, deleted) = h
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/default/pods/p",
+            Some(options.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["kind"], "Pod", "{deleted}");
+    let (code, _) = h.get("/api/v1/namespaces/default/pods/p").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // A namespace answers with itself, terminating.
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces",
+            Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, deleted) = h
+        .call("DELETE", "/api/v1/namespaces/gone", Some(options.clone()))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["kind"], "Namespace", "{deleted}");
+    assert!(deleted["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(deleted["status"]["phase"], "Terminating");
+
+    // ConfigMaps (no ReturnDeletedObject upstream) answer with a Success Status.
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, status) = h
+        .call(
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/c",
+            Some(options),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{status}");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["status"], "Success");
+    assert_eq!(status["details"]["name"], "c");
+    assert_eq!(status["details"]["kind"], "configmaps");
+}

@@ -344,7 +344,8 @@ async fn graceful_pod_delete_binding_and_final_delete() {
     assert_eq!(deleting["metadata"]["deletionGracePeriodSeconds"], 30);
     let (code, _) = h.get("/api/v1/namespaces/default/pods/p").await;
     assert_eq!(code, StatusCode::OK);
-    let (code, status) = h
+    // Pods are answered with the deleted object (upstream's ReturnDeletedObject).
+    let (code, deleted) = h
         .call(
             "DELETE",
             "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0",
@@ -353,8 +354,8 @@ async fn graceful_pod_delete_binding_and_final_delete() {
         )
         .await;
     assert_eq!(
-        (code, status["status"].as_str()),
-        (StatusCode::OK, Some("Success"))
+        (code, deleted["kind"].as_str()),
+        (StatusCode::OK, Some("Pod"))
     );
     let (code, _) = h.get("/api/v1/namespaces/default/pods/p").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
