@@ -78,4 +78,62 @@ async fn main() {
     );
     drop(store);
     let _ = std::fs::remove_file(&path);
+
+    // Steady updates of 1,000 live keys from 16 writers; the store compacts by itself.
+    let path = dir.join(format!("bench-steady-{}.redb", std::process::id()));
+    let store = RedbStore::open(&path).expect("open store").shared();
+    let keys: usize = std::env::var("STEADY_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    for i in 0..keys {
+        store
+            .put(
+                &format!("/registry/configmaps/steady/{i}"),
+                vec![b'x'; 1024],
+                Expect::Any,
+            )
+            .await
+            .expect("create");
+    }
+    let seconds: u64 = std::env::var("STEADY_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut updates = 0u64;
+                while Instant::now() < deadline {
+                    let key = format!(
+                        "/registry/configmaps/steady/{}",
+                        (updates as usize * 16 + w) % keys
+                    );
+                    store
+                        .put(&key, vec![b'y'; 1024], Expect::Any)
+                        .await
+                        .expect("update");
+                    updates += 1;
+                }
+                updates
+            })
+        })
+        .collect();
+    let mut updates = 0;
+    for w in writers {
+        updates += w.await.expect("writer");
+    }
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "steady updates of {keys} × 1 KiB for {seconds} s: {updates} updates ({:.0}/s), file {:.1} MB for {:.1} MB live, compacted to {} of {}",
+        updates as f64 / seconds as f64,
+        size as f64 / 1e6,
+        (keys * 1024) as f64 / 1e6,
+        store.compacted(),
+        store.revision()
+    );
+    drop(store);
+    let _ = std::fs::remove_file(&path);
 }

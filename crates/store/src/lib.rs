@@ -6,7 +6,7 @@
 
 mod redb_store;
 
-pub use redb_store::{RedbStore, SharedRedbStore};
+pub use redb_store::{History, RedbStore, SharedRedbStore};
 
 use std::sync::Arc;
 
@@ -29,11 +29,17 @@ pub enum StoreError {
         expected: Revision,
         current: Revision,
     },
-    /// A watch asked for history that compaction has already dropped.
+    /// A read or watch asked for history that compaction has already dropped.
     #[error("revision {requested} has been compacted (oldest available is {compacted})")]
     Compacted {
         requested: Revision,
         compacted: Revision,
+    },
+    /// A read asked for a revision the store has not reached yet.
+    #[error("revision {requested} is in the future (current is {current})")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
     },
     /// The backend failed (disk, corruption). The write, if any, did not happen.
     #[error("storage backend failed: {0}")]
@@ -70,7 +76,7 @@ pub enum Expect {
 #[derive(Debug, Clone)]
 pub struct Range {
     pub kvs: Vec<KeyValue>,
-    /// The store's revision when the range was read.
+    /// The revision the range was read at.
     pub revision: Revision,
     /// More keys follow the last one returned.
     pub more: bool,
@@ -128,8 +134,25 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
 
     /// Keys starting with `prefix`, in key order, after `start_after` if given, at most
-    /// `limit` (0 = all).
-    async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range>;
+    /// `limit` (0 = all), as they are now.
+    async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Range> {
+        // No key holds a NUL, so `after\0` is the first key after `after`.
+        let start = start_after.map(|after| format!("{after}\0"));
+        self.range_at(prefix, start.as_deref(), limit, 0).await
+    }
+
+    /// Keys starting with `prefix`, in key order, from `start` (inclusive) if given, at
+    /// most `limit` (0 = all), as they were at `revision` (0 = now), as etcd's range at a
+    /// revision. [`StoreError::Compacted`] if `revision` is below the compaction point,
+    /// [`StoreError::FutureRevision`] if above the current revision. The result's
+    /// `revision` is the one read at.
+    async fn range_at(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<Range>;
 
     /// Write `value` at `key` if `expect` holds; returns the stored key-value.
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<KeyValue>;
@@ -141,6 +164,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every change under `prefix` with a revision greater than `after`.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch>;
 
-    /// Drop the change history at and below `revision`.
+    /// Drop the change history at and below `revision`: reads at `revision` and later
+    /// still work, older reads and watches get [`StoreError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<()>;
 }
