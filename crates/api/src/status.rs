@@ -19,6 +19,7 @@ pub enum Reason {
     RequestEntityTooLarge,
     InternalError,
     ServiceUnavailable,
+    Timeout,
 }
 
 impl Reason {
@@ -35,6 +36,7 @@ impl Reason {
             Reason::Invalid => 422,
             Reason::InternalError => 500,
             Reason::ServiceUnavailable => 503,
+            Reason::Timeout => 504,
         }
     }
 
@@ -53,6 +55,7 @@ impl Reason {
             Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
             Reason::InternalError => "InternalError",
             Reason::ServiceUnavailable => "ServiceUnavailable",
+            Reason::Timeout => "Timeout",
         }
     }
 }
@@ -79,6 +82,8 @@ pub struct ApiError {
     pub causes: Vec<Cause>,
     /// `details.retryAfterSeconds`.
     pub retry_after: Option<u32>,
+    /// `metadata.continue`: the token an expired list offers to finish inconsistently.
+    pub list_continue: Option<String>,
 }
 
 impl ApiError {
@@ -91,6 +96,7 @@ impl ApiError {
             kind: None,
             causes: Vec::new(),
             retry_after: None,
+            list_continue: None,
         }
     }
 
@@ -191,7 +197,11 @@ impl ApiError {
         let mut status = Map::new();
         status.insert("kind".into(), json!("Status"));
         status.insert("apiVersion".into(), json!("v1"));
-        status.insert("metadata".into(), json!({}));
+        let metadata = match &self.list_continue {
+            Some(token) => json!({"continue": token}),
+            None => json!({}),
+        };
+        status.insert("metadata".into(), metadata);
         status.insert("status".into(), json!("Failure"));
         status.insert("message".into(), json!(self.message));
         status.insert("reason".into(), json!(self.reason.as_str()));

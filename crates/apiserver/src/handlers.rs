@@ -285,61 +285,21 @@ pub fn selectors(
     Ok((labels, fields))
 }
 
-fn encode_continue(key: &str) -> String {
-    key.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_continue(token: &str) -> Result<String, ApiError> {
-    let bad = || {
-        ApiError::bad_request("continue key is not valid: request a fresh list without `continue`")
-    };
-    if token.len() % 2 != 0 {
-        return Err(bad());
-    }
-    let bytes: Result<Vec<u8>, _> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect();
-    String::from_utf8(bytes.map_err(|_| bad())?).map_err(|_| bad())
-}
-
 async fn list(
     call: &Call,
     resource: &'static ResourceInfo,
     namespace: Option<&str>,
 ) -> ApiResult<Response> {
     let (labels, fields) = selectors(call, resource)?;
-    if let Some(rv) = call.param("resourceVersion") {
-        parse_revision(rv)?;
-    }
-    let limit = match call.param("limit") {
-        Some(l) => l.parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "limit: Invalid value: {l:?}: must be a non-negative integer"
-            ))
-        })?,
-        None => 0,
-    };
-    let after = call.param("continue").map(decode_continue).transpose()?;
     let prefix = crate::registry::prefix(resource, namespace);
-    if after.as_deref().is_some_and(|a| !a.starts_with(&prefix)) {
-        return Err(ApiError::bad_request("continue key does not belong to this list").into());
-    }
-    let listed = call
-        .server
-        .registry
-        .list(
-            resource,
-            namespace,
-            &labels,
-            &fields,
-            limit,
-            after.as_deref(),
-        )
-        .await?;
+    let options = crate::list::parse(|k| call.param(k).map(str::to_string), &prefix)?;
+    let registry = &call.server.registry;
+    let listed = crate::list::read(&*registry.store, &prefix, &labels, &fields, &options).await?;
     let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(next) = &listed.continue_after {
-        metadata["continue"] = json!(encode_continue(next));
+    if let Some(last) = &listed.continue_after {
+        let token =
+            crate::list::encode_continue(&format!("{last}\0"), &prefix, listed.revision as i64);
+        metadata["continue"] = json!(token);
     }
     if call.wants_table() {
         let table = table::render(

@@ -4,6 +4,7 @@
 //! * [`registry`]: objects in the store: keys, metadata rules, create/update/delete.
 //! * [`handlers`]: the verbs (get, list, create, update, patch, delete) and content negotiation.
 //! * [`negotiate`]: JSON or Kubernetes protobuf, for bodies and answers.
+//! * [`list`]: LIST options: continue tokens, resourceVersion and resourceVersionMatch.
 //! * [`watch`]: `?watch=true` streams.
 //! * [`subresources`]: status, scale, binding, log.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
@@ -15,6 +16,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod handlers;
+pub mod list;
 pub mod negotiate;
 pub mod registry;
 pub mod request;

@@ -147,7 +147,8 @@ impl Registry {
             .map_err(store_failure)
     }
 
-    /// List objects matching the selectors, paging by `limit` after `continue_after`.
+    /// List objects matching the selectors as they are now, paging by `limit` after
+    /// `continue_after` (every store page read at one revision).
     pub async fn list(
         &self,
         resource: &ResourceInfo,
@@ -158,47 +159,21 @@ impl Registry {
         continue_after: Option<&str>,
     ) -> Result<Listed, ApiError> {
         let prefix = prefix(resource, namespace);
-        let mut items = Vec::new();
-        let mut after = continue_after.map(str::to_string);
-        // Filter while paging so `limit` counts matches, as the watch cache does.
-        loop {
-            let page_size = if limit == 0 {
-                0
-            } else {
-                (limit - items.len()).max(64)
-            };
-            let range = self
-                .store
-                .range(&prefix, after.as_deref(), page_size)
-                .await
-                .map_err(store_failure)?;
-            let mut last_key = None;
-            for kv in &range.kvs {
-                last_key = Some(kv.key.clone());
-                let object = decode(kv)?;
-                if labels.matches_object(&object) && fields.matches(&object) {
-                    items.push(object);
-                    if limit > 0 && items.len() == limit {
-                        let more = range.more
-                            || kv.key
-                                != range.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
-                        return Ok(Listed {
-                            items,
-                            revision: range.revision,
-                            continue_after: more.then(|| kv.key.clone()),
-                        });
-                    }
-                }
-            }
-            if !range.more {
-                return Ok(Listed {
-                    items,
-                    revision: range.revision,
-                    continue_after: None,
-                });
-            }
-            after = last_key;
-        }
+        let start = continue_after.map(|after| format!("{after}\0"));
+        crate::list::scan(
+            &*self.store,
+            &prefix,
+            labels,
+            fields,
+            limit,
+            start.as_deref(),
+            0,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::list::ScanError::Store(e) => store_failure(e),
+            crate::list::ScanError::Api(e) => e,
+        })
     }
 
     /// Create: stamp metadata, default, validate, allocate, store. `object` is already
