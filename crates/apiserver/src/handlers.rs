@@ -186,6 +186,13 @@ async fn route(
         headers,
         body,
     };
+    // Reads name a revision as a decimal integer; anything else is the client's mistake
+    // (400), whichever read it is (get, list or watch).
+    if method == Method::GET {
+        if let Some(rv) = call.param("resourceVersion") {
+            parse_revision(rv)?;
+        }
+    }
     let method_name = method.to_string();
     let not_allowed = || {
         Failure(ApiError::new(

@@ -275,3 +275,117 @@ async fn delete_answers_with_the_object_where_upstream_does() {
     assert_eq!(status["details"]["name"], "c");
     assert_eq!(status["details"]["kind"], "configmaps");
 }
+
+#[tokio::test]
+async fn non_numeric_resource_versions_are_bad_requests() {
+    let h = harness().await;
+    for uri in [
+        "/api/v1/namespaces/default?resourceVersion=abc",
+        "/api/v1/namespaces/default/pods?resourceVersion=abc",
+        "/api/v1/namespaces/default/pods?watch=true&resourceVersion=abc",
+        "/api/v1/namespaces/default/pods?resourceVersion=-1",
+    ] {
+        let (code, status) = h.get(uri).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "GET {uri}: {status}");
+        assert_eq!(status["kind"], "Status", "GET {uri}");
+        assert_eq!(status["reason"], "BadRequest", "GET {uri}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("resourceVersion"),
+            "GET {uri}: {status}"
+        );
+    }
+    // Numeric ones, and the empty string, are fine.
+    for uri in [
+        "/api/v1/namespaces/default?resourceVersion=0",
+        "/api/v1/namespaces/default?resourceVersion=",
+        "/api/v1/namespaces/default/pods?resourceVersion=0",
+    ] {
+        let (code, status) = h.get(uri).await;
+        assert_eq!(code, StatusCode::OK, "GET {uri}: {status}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_and_pathological_bodies_get_a_status() {
+    let h = harness().await;
+    // Over upstream's 3 MiB request limit: 413 with a Status.
+    let mut big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+        "data": {"k": "x".repeat(4 * 1024 * 1024)}});
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some(big.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{status}");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "RequestEntityTooLarge");
+    assert_eq!(status["code"], 413);
+    big["data"]["k"] = json!("x");
+    let (code, _) = h
+        .call("POST", "/api/v1/namespaces/default/configmaps", Some(big))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "the server still serves");
+
+    // 10,000-deep nesting: a clean 400, in JSON and in YAML.
+    let deep = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"deep\",\"annotations\":{}1{}}}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    for content_type in ["application/json", "application/yaml"] {
+        let (code, body) = h
+            .raw(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                content_type,
+                deep.clone().into_bytes(),
+            )
+            .await;
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{content_type}: {status}");
+        assert_eq!(status["kind"], "Status");
+    }
+    let (code, body) = h
+        .raw(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/big",
+            "application/merge-patch+json",
+            deep.clone().into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // A 100,000-operation JSON patch: applied or refused, never a crash or a 5xx.
+    let operations: Vec<Value> = (0..100_000)
+        .map(|i| json!({"op": "add", "path": format!("/data/k{}", i % 100), "value": "v"}))
+        .collect();
+    let (code, body) = h
+        .raw(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/big",
+            "application/json-patch+json",
+            serde_json::to_vec(&operations).unwrap(),
+        )
+        .await;
+    assert!(
+        code == StatusCode::OK || code.is_client_error(),
+        "{code}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let status: Value = serde_json::from_slice(&body).unwrap();
+    if code != StatusCode::OK {
+        assert_eq!(status["kind"], "Status", "{status}");
+    }
+    let (code, _) = h.get("/api/v1/namespaces/default/configmaps/big").await;
+    assert_eq!(code, StatusCode::OK);
+}

@@ -1,0 +1,97 @@
+"""Upstream's small contracts (issue 9 item 14), as the real kubectl and the official Python
+client meet them: each sends what those clients send and checks kube-apiserver's
+documented answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from podium_cluster import Cluster, http_get
+
+# A PEM block base64-wrapped at 64 columns, as the Kubernetes docs' TLS Secret example
+# (and `base64` without -w0) writes it; Go's decoder skips the line breaks.
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIC6zCCAdOgAwIBAgIJALhKA6oJStjoMA0GCSqGSIb3DQEBCwUAMAAwHhcNMjQw\n-----END CERTIFICATE-----\n"
+WRAPPED = base64.b64encode(PEM).decode()
+WRAPPED = "\n".join(WRAPPED[i : i + 64] for i in range(0, len(WRAPPED), 64))
+
+
+def test_trailing_slash_roots_answer_as_without(cluster: Cluster):
+    # Some client libraries ask for `/version/`; kube-apiserver's go-restful roots answer it.
+    for path in ["/version", "/api", "/apis", "/api/v1", "/apis/apps/v1"]:
+        plain_status, plain = http_get(cluster.server + path)
+        slashed_status, slashed = http_get(cluster.server + path + "/")
+        assert (plain_status, slashed_status) == (200, 200), (path, plain, slashed)
+        assert json.loads(slashed) == json.loads(plain), path
+
+
+def test_secret_string_data_and_go_base64(cluster: Cluster):
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.api_client())
+    # The Python client sends string_data as `stringData`: stored in `data`, dropped itself.
+    created = core.create_namespaced_secret(
+        "default",
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="py"),
+            data={"kept": base64.b64encode(b"old").decode(), "both": base64.b64encode(b"old").decode()},
+            string_data={"both": "new", "plain": "text"},
+        ),
+    )
+    assert created.string_data is None
+    assert created.data == {
+        "kept": base64.b64encode(b"old").decode(),
+        "both": base64.b64encode(b"new").decode(),
+        "plain": base64.b64encode(b"text").decode(),
+    }
+    patched = core.patch_namespaced_secret("py", "default", {"stringData": {"added": "z"}})
+    assert patched.data["added"] == base64.b64encode(b"z").decode()
+    assert patched.string_data is None
+
+    # The docs' TLS example: `data` with line breaks, applied by kubectl.
+    manifest = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\ntype: kubernetes.io/tls\ndata:\n"
+        "  tls.crt: |\n" + "".join(f"    {line}\n" for line in WRAPPED.splitlines()) + "  tls.key: |\n"
+        "    " + base64.b64encode(b"key").decode() + "\n"
+        "stringData:\n  ca.crt: plain text\n"
+    )
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+    stored = cluster.kubectl_json("get", "secret", "tls")
+    assert "stringData" not in stored, stored
+    assert base64.b64decode(stored["data"]["tls.crt"]) == PEM
+    assert base64.b64decode(stored["data"]["ca.crt"]) == b"plain text"
+
+    # Bad base64: refused, the field named, nothing stored.
+    bad = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bad\ndata:\n  password: c2VjcmV0!\n"
+    done = cluster.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert done.returncode != 0
+    assert "data[password]: illegal base64 data at input byte 8" in done.stderr, done.stderr
+    assert cluster.kubectl("get", "secret", "bad", check=False).returncode != 0
+
+
+def test_delete_answers_with_the_object_where_upstream_does(cluster: Cluster):
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_service(
+        "default",
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="gone"),
+            spec=client.V1ServiceSpec(selector={"app": "x"}, ports=[client.V1ServicePort(port=80)]),
+        ),
+    )
+    # The client's model for this answer is V1Service: a Status would fail to parse.
+    deleted = core.delete_namespaced_service("gone", "default")
+    assert isinstance(deleted, client.V1Service), deleted
+    assert deleted.metadata.name == "gone"
+    assert deleted.spec.cluster_ip
+
+    core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c")))
+    status = core.delete_namespaced_config_map("c", "default")
+    assert status["kind"] == "Status" and status["status"] == "Success", status
+
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="doomed")))
+    namespace = core.delete_namespace("doomed")
+    assert namespace["kind"] == "Namespace", namespace
+    assert namespace["status"]["phase"] == "Terminating"
