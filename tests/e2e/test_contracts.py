@@ -12,7 +12,11 @@ from podium_cluster import Cluster, http_get
 
 # A PEM block base64-wrapped at 64 columns, as the Kubernetes docs' TLS Secret example
 # (and `base64` without -w0) writes it; Go's decoder skips the line breaks.
-PEM = b"-----BEGIN CERTIFICATE-----\nMIIC6zCCAdOgAwIBAgIJALhKA6oJStjoMA0GCSqGSIb3DQEBCwUAMAAwHhcNMjQw\n-----END CERTIFICATE-----\n"
+PEM = (
+    b"-----BEGIN CERTIFICATE-----\n"
+    b"MIIC6zCCAdOgAwIBAgIJALhKA6oJStjoMA0GCSqGSIb3DQEBCwUAMAAwHhcNMjQw\n"
+    b"-----END CERTIFICATE-----\n"
+)
 WRAPPED = base64.b64encode(PEM).decode()
 WRAPPED = "\n".join(WRAPPED[i : i + 64] for i in range(0, len(WRAPPED), 64))
 

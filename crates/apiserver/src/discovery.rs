@@ -16,10 +16,6 @@ use crate::handlers::json_response;
 /// The Kubernetes version Podium speaks. `/usr/bin/kubectl` dispatches on the minor.
 pub const KUBERNETES_MINOR: &str = "33";
 
-pub async fn health() -> &'static str {
-    "ok"
-}
-
 pub async fn version() -> Response {
     json_response(
         StatusCode::OK,

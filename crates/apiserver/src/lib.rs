@@ -7,6 +7,7 @@
 //! * [`list`]: LIST options: continue tokens, resourceVersion and resourceVersionMatch.
 //! * [`watch`]: `?watch=true` streams.
 //! * [`subresources`]: status, scale, binding, log.
+//! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
 //! * [`allocate`]: Service cluster IPs and node ports.
 //! * [`gc`]: cascading deletion of dependents and namespaces.
@@ -16,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod handlers;
+pub mod health;
 pub mod list;
 pub mod negotiate;
 pub mod registry;
@@ -83,9 +85,12 @@ impl ApiServer {
     /// The HTTP router: health, discovery, OpenAPI and every resource path.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/healthz", get(discovery::health))
-            .route("/livez", get(discovery::health))
-            .route("/readyz", get(discovery::health))
+            .route("/healthz", get(health::healthz))
+            .route("/healthz/{check}", get(health::healthz_check))
+            .route("/livez", get(health::livez))
+            .route("/livez/{check}", get(health::livez_check))
+            .route("/readyz", get(health::readyz))
+            .route("/readyz/{check}", get(health::readyz_check))
             // kube-apiserver's go-restful roots answer with a trailing slash too, and some
             // client libraries ask for `/version/`.
             .route("/version", get(discovery::version))

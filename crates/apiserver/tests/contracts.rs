@@ -389,3 +389,51 @@ async fn oversized_and_pathological_bodies_get_a_status() {
     let (code, _) = h.get("/api/v1/namespaces/default/configmaps/big").await;
     assert_eq!(code, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn health_endpoints_run_named_checks_as_upstream() {
+    let h = harness().await;
+    let text = |(code, body): (StatusCode, Vec<u8>)| (code, String::from_utf8(body).unwrap());
+    for endpoint in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(
+            text(h.raw("GET", endpoint, "", vec![]).await),
+            (StatusCode::OK, "ok".to_string())
+        );
+        let (code, body) = text(
+            h.raw("GET", &format!("{endpoint}?verbose"), "", vec![])
+                .await,
+        );
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            body.starts_with("[+]ping ok\n[+]log ok\n[+]etcd ok\n"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with(&format!("{} check passed\n", &endpoint[1..])),
+            "{body}"
+        );
+        assert_eq!(
+            text(h.raw("GET", &format!("{endpoint}/etcd"), "", vec![]).await),
+            (StatusCode::OK, "ok".to_string())
+        );
+        let (code, _) = text(
+            h.raw("GET", &format!("{endpoint}/nothing"), "", vec![])
+                .await,
+        );
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+    let (code, body) = text(
+        h.raw(
+            "GET",
+            "/readyz?verbose&exclude=etcd&exclude=nope",
+            "",
+            vec![],
+        )
+        .await,
+    );
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        body,
+        "[+]ping ok\n[+]log ok\n[+]etcd excluded: ok\n[+]shutdown ok\nwarn: some health checks cannot be excluded: no matches for \"nope\"\nreadyz check passed\n"
+    );
+}
