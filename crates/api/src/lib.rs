@@ -1,6 +1,7 @@
 //! Kubernetes API machinery with no I/O.
 //!
 //! * [`resource`]: the table of served resources, read by discovery, routing and OpenAPI.
+//! * [`kinds`]: one module per kind, with everything special about it.
 //! * [`strategy`]: per-kind decoding, defaults, validation and field selectors.
 //! * [`selector`]: label and field selector parsing and matching.
 //! * [`status`]: `metav1.Status` errors.
@@ -10,6 +11,7 @@
 //! * [`base64`]: `[]byte` fields as Go's `encoding/json` reads and writes them.
 
 pub mod base64;
+pub mod kinds;
 pub mod openapi;
 pub mod quantity;
 pub mod resource;

@@ -26,10 +26,10 @@ use std::sync::OnceLock;
 
 use podium_patch::ListStrategy;
 use schemars::JsonSchema;
-use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use crate::resource::{RESOURCES, ResourceInfo, Subresource, group_versions};
+use crate::resource::{ResourceInfo, Subresource, group_versions};
 
 /// `info.version` of every document: the Kubernetes version whose types the workspace's
 /// k8s-openapi feature (`v1_33`) builds.
@@ -226,33 +226,6 @@ fn tag_group(group: &str) -> String {
     } else {
         group.split('.').next().unwrap_or(group).to_string()
     }
-}
-
-/// Register a served kind's type; its schema name, None for a kind without a Rust type.
-fn register_kind(generator: &mut SchemaGenerator, kind: &str) -> Option<String> {
-    use k8s_openapi::api::{
-        apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery,
-    };
-    fn reg<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
-        generator.subschema_for::<T>();
-        T::schema_name().to_string()
-    }
-    Some(match kind {
-        "Namespace" => reg::<core::Namespace>(generator),
-        "Node" => reg::<core::Node>(generator),
-        "Pod" => reg::<core::Pod>(generator),
-        "Service" => reg::<core::Service>(generator),
-        "Endpoints" => reg::<core::Endpoints>(generator),
-        "Event" => reg::<core::Event>(generator),
-        "ConfigMap" => reg::<core::ConfigMap>(generator),
-        "Secret" => reg::<core::Secret>(generator),
-        "Deployment" => reg::<apps::Deployment>(generator),
-        "ReplicaSet" => reg::<apps::ReplicaSet>(generator),
-        "Lease" => reg::<coordination::Lease>(generator),
-        "EndpointSlice" => reg::<discovery::EndpointSlice>(generator),
-        _ => return None,
-    })
 }
 
 fn query(name: &str, kind: &str, description: &str) -> Value {
@@ -676,10 +649,10 @@ fn group_version(group: &str, version: &str) -> Value {
     generator.subschema_for::<meta::Patch>();
     generator.subschema_for::<meta::ListMeta>();
     generator.subschema_for::<meta::APIResourceList>();
-    let served: Vec<(&ResourceInfo, String)> = RESOURCES
-        .iter()
+    let served: Vec<(&ResourceInfo, String)> = crate::resource::all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
-        .filter_map(|r| register_kind(&mut generator, r.kind).map(|schema| (r, schema)))
+        .filter_map(|r| r.behaviour.schema(&mut generator).map(|schema| (r, schema)))
         .collect();
     for (r, _) in &served {
         if r.has(Subresource::Scale) {
@@ -954,7 +927,10 @@ mod tests {
         for (g, v) in group_versions() {
             let doc = group_version_document(g, v).unwrap();
             assert_eq!(doc["openapi"], "3.0.0");
-            for r in RESOURCES.iter().filter(|r| r.group == g && r.version == v) {
+            for r in crate::resource::all()
+                .into_iter()
+                .filter(|r| r.group == g && r.version == v)
+            {
                 let want = gvk(r.group, r.version, r.kind);
                 // kubectl stops at the first PATCH carrying the GVK, in map order: all must pass.
                 let patches: Vec<&Value> = doc["paths"]
@@ -1123,7 +1099,11 @@ mod tests {
     #[test]
     fn the_walk_follows_the_rules_it_is_given() {
         let mut generator = SchemaSettings::openapi3().into_generator();
-        let root = register_kind(&mut generator, "Pod").unwrap();
+        let root = crate::resource::find_kind("", "Pod")
+            .unwrap()
+            .behaviour
+            .schema(&mut generator)
+            .unwrap();
         let mut schemas = generator.take_definitions(true);
         let list_strategy = |_: &str, path: &[&str]| match path {
             ["spec", "containers", "env"] => ListStrategy::MergeByKey("value"),
@@ -1181,9 +1161,9 @@ mod tests {
     fn the_patchers_answers_do_not_conflict_between_paths() {
         // A type reached along two paths must not get two different merging answers.
         let mut generator = SchemaSettings::openapi3().into_generator();
-        let kinds: Vec<(&str, String)> = RESOURCES
-            .iter()
-            .filter_map(|r| register_kind(&mut generator, r.kind).map(|s| (r.kind, s)))
+        let kinds: Vec<(&str, String)> = crate::resource::all()
+            .into_iter()
+            .filter_map(|r| r.behaviour.schema(&mut generator).map(|s| (r.kind, s)))
             .collect();
         let schemas = generator.take_definitions(true);
         let rules = PatchRules {

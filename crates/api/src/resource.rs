@@ -1,6 +1,14 @@
 //! The table of every resource the API server serves: names, scope, verbs and
-//! subresources. Discovery, routing, OpenAPI and storage keys are all read from here,
-//! so adding a kind starts with one row.
+//! subresources, and each kind's [`Kind`] (its module under [`crate::kinds`]). Discovery,
+//! routing, OpenAPI and storage keys are all read from here, so adding a kind is one
+//! module and one row.
+//!
+//! The built-in rows are a static table; [`register`] adds rows at run time (custom
+//! resources), which every lookup here sees from then on.
+
+use std::sync::RwLock;
+
+use crate::kinds::{self, Kind};
 
 /// A subresource served under `<resource>/<name>/<sub>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +35,7 @@ impl Subresource {
 }
 
 /// One served resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct ResourceInfo {
     /// API group; `""` for the core (legacy) group served under `/api/v1`.
     pub group: &'static str,
@@ -40,7 +48,31 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    /// Everything special about the kind: decoding, defaults, validation, columns, schema.
+    pub behaviour: &'static dyn Kind,
 }
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceInfo")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("plural", &self.plural)
+            .field("namespaced", &self.namespaced)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row per group, version and plural: two values naming the same resource are the
+/// same resource.
+impl PartialEq for ResourceInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceInfo {}
 
 impl ResourceInfo {
     /// `v1` or `apps/v1`.
@@ -90,6 +122,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["ns"],
         categories: &[],
         subresources: &[Status],
+        behaviour: &kinds::core::namespace::Namespace,
     },
     ResourceInfo {
         group: "",
@@ -101,6 +134,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["no"],
         categories: &[],
         subresources: &[Status],
+        behaviour: &kinds::core::node::Node,
     },
     ResourceInfo {
         group: "",
@@ -112,6 +146,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["po"],
         categories: ALL,
         subresources: &[Status, Binding, Log],
+        behaviour: &kinds::core::pod::Pod,
     },
     ResourceInfo {
         group: "",
@@ -123,6 +158,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["svc"],
         categories: ALL,
         subresources: &[Status],
+        behaviour: &kinds::core::service::Service,
     },
     ResourceInfo {
         group: "",
@@ -134,6 +170,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["ep"],
         categories: &[],
         subresources: &[],
+        behaviour: &kinds::core::endpoints::Endpoints,
     },
     ResourceInfo {
         group: "",
@@ -145,6 +182,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["ev"],
         categories: &[],
         subresources: &[],
+        behaviour: &kinds::core::event::Event,
     },
     ResourceInfo {
         group: "",
@@ -156,6 +194,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["cm"],
         categories: &[],
         subresources: &[],
+        behaviour: &kinds::core::config_map::ConfigMap,
     },
     ResourceInfo {
         group: "",
@@ -167,6 +206,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        behaviour: &kinds::core::secret::Secret,
     },
     ResourceInfo {
         group: "apps",
@@ -178,6 +218,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["deploy"],
         categories: ALL,
         subresources: &[Status, Scale],
+        behaviour: &kinds::apps::deployment::Deployment,
     },
     ResourceInfo {
         group: "apps",
@@ -189,6 +230,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &["rs"],
         categories: ALL,
         subresources: &[Status, Scale],
+        behaviour: &kinds::apps::replica_set::ReplicaSet,
     },
     ResourceInfo {
         group: "discovery.k8s.io",
@@ -200,6 +242,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        behaviour: &kinds::discovery::endpoint_slice::EndpointSlice,
     },
     ResourceInfo {
         group: "coordination.k8s.io",
@@ -211,27 +254,57 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        behaviour: &kinds::coordination::lease::Lease,
     },
 ];
 
+/// Rows added at run time, leaked: they are served until the process ends (a deleted
+/// custom resource definition's row stays, unserved, until then).
+static REGISTERED: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
+
+/// Serve another resource from now on; the row lives as long as the process.
+pub fn register(info: ResourceInfo) -> &'static ResourceInfo {
+    let info: &'static ResourceInfo = Box::leak(Box::new(info));
+    REGISTERED
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(info);
+    info
+}
+
+/// Every served resource: the built-in table, then the rows registered at run time.
+pub fn all() -> Vec<&'static ResourceInfo> {
+    let registered = REGISTERED
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    RESOURCES.iter().chain(registered.iter().copied()).collect()
+}
+
+/// The first served resource that `matches`.
+fn find_by(matches: impl Fn(&ResourceInfo) -> bool) -> Option<&'static ResourceInfo> {
+    if let Some(builtin) = RESOURCES.iter().find(|r| matches(r)) {
+        return Some(builtin);
+    }
+    let registered = REGISTERED
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    registered.iter().copied().find(|r| matches(r))
+}
+
 /// The resource served at `group/version/plural`, if any.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    find_by(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource of a kind, if served.
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.kind == kind)
+    find_by(|r| r.group == group && r.kind == kind)
 }
 
 /// Every group-version served, in discovery order (core first).
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-    for r in RESOURCES {
+    for r in all() {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }

@@ -2,9 +2,11 @@
 //! (unknown and mistyped fields), defaults, validation, which fields a field selector may
 //! use, and what create resets. Upstream keeps these in each kind's `registry/.../strategy.go`.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+#[cfg(test)]
+use serde_json::json;
+use serde_json::{Map, Value};
+
+use crate::kinds::Kind;
 
 use crate::resource::ResourceInfo;
 use crate::status::{ApiError, Cause, cause};
@@ -31,11 +33,6 @@ impl FieldValidation {
     }
 }
 
-fn roundtrip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
-    serde_json::to_value(typed).map_err(|e| e.to_string())
-}
-
 /// Decode `object` as its kind's real type and back: mistyped fields fail, unknown fields
 /// are dropped and reported (as warnings, or as an error under `Strict`).
 pub fn normalize(
@@ -43,14 +40,11 @@ pub fn normalize(
     object: &Value,
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    use k8s_openapi::api::{
-        apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery,
-    };
+    let kind = resource.behaviour;
     // Byte fields first: Go's base64 is more lenient than k8s-openapi's, and `stringData`
     // is only a way of writing `data`.
     let prepared;
-    let object = match byte_fields(resource.kind, object) {
+    let object = match kind.before_decode(object) {
         Ok(Some(rewritten)) => {
             prepared = rewritten;
             &prepared
@@ -63,25 +57,7 @@ pub fn normalize(
             )));
         }
     };
-    let decoded = match resource.kind {
-        "Namespace" => roundtrip::<core::Namespace>(object),
-        "Node" => roundtrip::<core::Node>(object),
-        "Pod" => roundtrip::<core::Pod>(object),
-        "Service" => roundtrip::<core::Service>(object),
-        "Endpoints" => roundtrip::<core::Endpoints>(object),
-        "Event" => roundtrip::<core::Event>(object),
-        "ConfigMap" => roundtrip::<core::ConfigMap>(object),
-        "Secret" => roundtrip::<core::Secret>(object),
-        "Deployment" => roundtrip::<apps::Deployment>(object),
-        "ReplicaSet" => roundtrip::<apps::ReplicaSet>(object),
-        "Lease" => roundtrip::<coordination::Lease>(object),
-        "EndpointSlice" => roundtrip::<discovery::EndpointSlice>(object),
-        other => {
-            return Err(ApiError::internal(format!(
-                "no type registered for kind {other}"
-            )));
-        }
-    };
+    let decoded = kind.roundtrip(object);
     // Upstream names the version alone here (`Deployment in version "v1"`), not the group.
     let undecodable = |problem: &dyn std::fmt::Display| {
         let (kind, version) = (resource.kind, resource.version);
@@ -90,7 +66,7 @@ pub fn normalize(
         ))
     };
     let decoded = decoded.map_err(|e| undecodable(&e))?;
-    if let Some(problem) = quantity_problem(resource.kind, &decoded) {
+    if let Some(problem) = quantity_problem(kind, &decoded) {
         return Err(undecodable(&problem));
     }
     let mut unknown = Vec::new();
@@ -116,94 +92,11 @@ pub fn normalize(
     ))
 }
 
-/// The `[]byte` maps of a kind (Secret `data`, ConfigMap `binaryData`) rewritten in the
-/// canonical base64 k8s-openapi decodes, after decoding them as Go's `encoding/json` does
-/// (line breaks ignored, unused bits unchecked); and a Secret's `stringData` merged into
-/// `data` and dropped, as upstream's v1 → internal conversion does: a key in both takes
-/// the `stringData` value. `None` when there is nothing to rewrite; the error names the
-/// field and says what Go's decoder says.
-fn byte_fields(kind: &str, object: &Value) -> Result<Option<Value>, String> {
-    let field = match kind {
-        "Secret" => "data",
-        "ConfigMap" => "binaryData",
-        _ => return Ok(None),
-    };
-    let Some(map) = object.as_object() else {
-        return Ok(None);
-    };
-    let string_data = map.get("stringData").filter(|v| !v.is_null());
-    if map.get(field).is_none_or(|v| !v.is_object()) && string_data.is_none() {
-        return Ok(None);
-    }
-    let mut object = object.clone();
-    let fields = object.as_object_mut().expect("checked above");
-    let mut bytes = match fields.remove(field) {
-        Some(Value::Object(entries)) => entries,
-        Some(other) if !other.is_null() => {
-            // Not a map: leave it for the typed decoder to report.
-            fields.insert(field.into(), other);
-            return Ok(Some(object));
-        }
-        _ => Map::new(),
-    };
-    for (key, value) in bytes.iter_mut() {
-        if let Value::String(text) = value {
-            let decoded = crate::base64::decode(text)
-                .map_err(|at| format!("{field}[{key}]: illegal base64 data at input byte {at}"))?;
-            *text = crate::base64::encode(&decoded);
-        }
-    }
-    if kind == "Secret" {
-        match fields.remove("stringData") {
-            Some(Value::Object(strings)) => {
-                for (key, value) in strings {
-                    let Value::String(text) = value else {
-                        return Err(format!("stringData[{key}]: expected a string, got {value}"));
-                    };
-                    bytes.insert(key, json!(crate::base64::encode(text.as_bytes())));
-                }
-            }
-            Some(Value::Null) | None => {}
-            Some(other) => {
-                return Err(format!(
-                    "stringData: expected a map of strings, got {other}"
-                ));
-            }
-        }
-    }
-    if !bytes.is_empty() || map.contains_key(field) {
-        fields.insert(field.into(), Value::Object(bytes));
-    }
-    Ok(Some(object))
-}
-
-/// Where a kind holds resource quantities: maps of name → quantity string.
-fn quantity_maps<'a>(kind: &str, object: &'a Value) -> Vec<&'a Value> {
-    let pod_spec = match kind {
-        "Pod" => object.get("spec"),
-        "Deployment" | "ReplicaSet" => object.pointer("/spec/template/spec"),
-        "Node" => {
-            return ["/status/capacity", "/status/allocatable"]
-                .iter()
-                .filter_map(|p| object.pointer(p))
-                .collect();
-        }
-        _ => None,
-    };
-    let containers = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|list| pod_spec?.get(list)?.as_array())
-        .flatten();
-    containers
-        .flat_map(|c| ["/resources/limits", "/resources/requests"].map(|p| c.pointer(p)))
-        .flatten()
-        .collect()
-}
-
 /// The first resource quantity that does not parse, said as upstream's decoder says it
 /// (a bad quantity fails decoding there, so it is a 400, not a 422).
-fn quantity_problem(kind: &str, object: &Value) -> Option<String> {
-    let text = quantity_maps(kind, object)
+fn quantity_problem(kind: &dyn Kind, object: &Value) -> Option<String> {
+    let text = kind
+        .quantity_maps(object)
         .into_iter()
         .filter_map(Value::as_object)
         .flat_map(|map| map.values())
@@ -282,274 +175,38 @@ pub fn returns_deleted_object(resource: &ResourceInfo) -> bool {
 
 /// Fields `?fieldSelector=` may use for a kind (upstream's per-kind field label conversions).
 pub fn selectable_fields(resource: &ResourceInfo) -> &'static [&'static str] {
-    match resource.kind {
-        "Pod" => &[
-            "metadata.name",
-            "metadata.namespace",
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        "Event" => &[
-            "metadata.name",
-            "metadata.namespace",
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "Secret" => &["metadata.name", "metadata.namespace", "type"],
-        "Service" => &[
-            "metadata.name",
-            "metadata.namespace",
-            "spec.clusterIP",
-            "spec.type",
-        ],
-        "Namespace" => &["metadata.name", "metadata.namespace", "status.phase"],
-        "Node" => &["metadata.name", "metadata.namespace", "spec.unschedulable"],
-        "ReplicaSet" => &["metadata.name", "metadata.namespace", "status.replicas"],
-        _ => &["metadata.name", "metadata.namespace"],
-    }
+    resource.behaviour.selectable_fields()
 }
 
 /// Kinds whose `metadata.generation` counts spec changes (what `observedGeneration` follows).
 pub fn tracks_generation(resource: &ResourceInfo) -> bool {
-    matches!(
-        resource.kind,
-        "Deployment" | "ReplicaSet" | "Service" | "Pod"
-    )
+    resource.behaviour.tracks_generation()
 }
 
 /// What a create resets: status is the system's to write, except for kinds without a
 /// status subresource (Events, Endpoints...) and Nodes, whose agent writes both.
 pub fn prepare_for_create(resource: &ResourceInfo, object: &mut Value) {
-    let Some(map) = object.as_object_mut() else {
-        return;
-    };
-    match resource.kind {
-        "Pod" => {
-            let qos = qos_class(map.get("spec").unwrap_or(&Value::Null));
-            map.insert(
-                "status".into(),
-                json!({"phase": "Pending", "qosClass": qos}),
-            );
-        }
-        "Namespace" => {
-            map.insert("status".into(), json!({"phase": "Active"}));
-        }
-        "Deployment" | "ReplicaSet" => {
-            map.insert("status".into(), json!({}));
-        }
-        "Service" => {
-            map.insert("status".into(), json!({"loadBalancer": {}}));
-        }
-        _ => {}
+    if let Some(map) = object.as_object_mut() {
+        resource.behaviour.prepare_for_create(map);
     }
 }
 
-/// Pod QoS class from requests and limits (upstream `GetPodQOS`, simplified to
-/// cpu and memory on regular containers).
-pub fn qos_class(spec: &Value) -> &'static str {
-    let containers = spec
-        .get("containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in &containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-        any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
-        for res in ["cpu", "memory"] {
-            let quantity = |q: Option<&Value>| crate::quantity::Quantity::parse(q?.as_str()?);
-            let limit = quantity(limits.and_then(|l| l.get(res)));
-            let request = quantity(requests.and_then(|r| r.get(res))).or(limit);
-            // Equal in value, however written: `1Gi` and `1073741824` are the same.
-            if !limit.is_some_and(|l| request.is_some_and(|r| r.same_value(&l))) {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
+/// Pod QoS class from requests and limits.
+pub use crate::kinds::core::pod::qos_class;
 
-fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+pub(crate) fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
         map.insert(key.to_string(), value);
-    }
-}
-
-fn default_probe(probe: &mut Value) {
-    if let Some(p) = probe.as_object_mut() {
-        set_default(p, "timeoutSeconds", json!(1));
-        set_default(p, "periodSeconds", json!(10));
-        set_default(p, "successThreshold", json!(1));
-        set_default(p, "failureThreshold", json!(3));
-        if let Some(h) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
-            set_default(h, "path", json!("/"));
-            set_default(h, "scheme", json!("HTTP"));
-        }
-    }
-}
-
-fn default_container(container: &mut Value) {
-    let Some(c) = container.as_object_mut() else {
-        return;
-    };
-    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-    let tag_is_latest = {
-        let without_digest = image.split('@').next().unwrap_or("");
-        let last = without_digest.rsplit('/').next().unwrap_or("");
-        !image.contains('@') && last.split_once(':').is_none_or(|(_, tag)| tag == "latest")
-    };
-    set_default(
-        c,
-        "imagePullPolicy",
-        json!(if tag_is_latest {
-            "Always"
-        } else {
-            "IfNotPresent"
-        }),
-    );
-    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
-    set_default(c, "terminationMessagePolicy", json!("File"));
-    set_default(c, "resources", json!({}));
-    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-            set_default(port, "protocol", json!("TCP"));
-        }
-    }
-    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
-        if let Some(p) = c.get_mut(probe) {
-            default_probe(p);
-        }
-    }
-}
-
-fn default_pod_spec(spec: &mut Value) {
-    let Some(s) = spec.as_object_mut() else {
-        return;
-    };
-    set_default(s, "restartPolicy", json!("Always"));
-    set_default(s, "terminationGracePeriodSeconds", json!(30));
-    set_default(s, "dnsPolicy", json!("ClusterFirst"));
-    set_default(s, "schedulerName", json!("default-scheduler"));
-    set_default(s, "securityContext", json!({}));
-    for list in ["initContainers", "containers"] {
-        if let Some(containers) = s.get_mut(list).and_then(Value::as_array_mut) {
-            containers.iter_mut().for_each(default_container);
-        }
-    }
-}
-
-fn default_template(object: &mut Value) {
-    if let Some(spec) = object.pointer_mut("/spec/template/spec") {
-        default_pod_spec(spec);
     }
 }
 
 /// Fill in what the user left out, as upstream's `SetDefaults_*` do, so that readers
 /// (kubectl describe, controllers, template comparison) see one canonical shape.
 pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
-    match resource.kind {
-        "Pod" => {
-            if let Some(spec) = object.get_mut("spec") {
-                default_pod_spec(spec);
-            }
-        }
-        "Deployment" => {
-            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
-                set_default(spec, "replicas", json!(1));
-                set_default(spec, "revisionHistoryLimit", json!(10));
-                set_default(spec, "progressDeadlineSeconds", json!(600));
-                set_default(spec, "strategy", json!({}));
-                if let Some(strategy) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
-                    set_default(strategy, "type", json!("RollingUpdate"));
-                    if strategy.get("type") == Some(&json!("RollingUpdate")) {
-                        set_default(strategy, "rollingUpdate", json!({}));
-                        if let Some(ru) = strategy
-                            .get_mut("rollingUpdate")
-                            .and_then(Value::as_object_mut)
-                        {
-                            set_default(ru, "maxSurge", json!("25%"));
-                            set_default(ru, "maxUnavailable", json!("25%"));
-                        }
-                    }
-                }
-            }
-            default_template(object);
-        }
-        "ReplicaSet" => {
-            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
-                set_default(spec, "replicas", json!(1));
-            }
-            default_template(object);
-        }
-        "Service" => {
-            let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
-                return;
-            };
-            set_default(spec, "type", json!("ClusterIP"));
-            let kind = spec
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("ClusterIP")
-                .to_string();
-            if kind != "ExternalName" {
-                set_default(spec, "sessionAffinity", json!("None"));
-                set_default(spec, "ipFamilies", json!(["IPv4"]));
-                set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-                set_default(spec, "internalTrafficPolicy", json!("Cluster"));
-            }
-            if kind == "NodePort" || kind == "LoadBalancer" {
-                set_default(spec, "externalTrafficPolicy", json!("Cluster"));
-            }
-            if kind == "LoadBalancer" {
-                set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
-            }
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    set_default(port, "protocol", json!("TCP"));
-                    if let Some(p) = port.get("port").cloned() {
-                        set_default(port, "targetPort", p);
-                    }
-                }
-            }
-        }
-        "Namespace" => {
-            if let Some(map) = object.as_object_mut() {
-                set_default(map, "spec", json!({"finalizers": ["kubernetes"]}));
-            }
-        }
-        "Secret" => {
-            if let Some(map) = object.as_object_mut() {
-                set_default(map, "type", json!("Opaque"));
-            }
-        }
-        _ => {}
-    }
+    resource.behaviour.apply_defaults(object);
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -558,16 +215,16 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// Upstream's `validation.DNS1123LabelErrorMsg` with its example and pattern.
-const DNS_LABEL_MESSAGE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+pub(crate) const DNS_LABEL_MESSAGE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 
 /// Validate a name for a kind; `None` when it is fine, else the message.
 pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
-    let label_only = matches!(resource.kind, "Namespace" | "Service");
+    let label_only = resource.behaviour.name_is_dns_label();
     let ok = if label_only {
         is_dns_label(name)
     } else {
@@ -582,7 +239,7 @@ pub fn name_problem(resource: &ResourceInfo, name: &str) -> Option<String> {
     })
 }
 
-fn label_problems(object: &Value, path: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn label_problems(object: &Value, path: &str, causes: &mut Vec<Cause>) {
     let Some(labels) = object.pointer(path).and_then(Value::as_object) else {
         return;
     };
@@ -620,69 +277,8 @@ fn label_problems(object: &Value, path: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn validate_pod_spec(spec: Option<&Value>, base: &str, causes: &mut Vec<Cause>) {
-    let containers = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array);
-    let Some(containers) = containers.filter(|c| !c.is_empty()) else {
-        causes.push(cause(
-            "FieldValueRequired",
-            &format!("{base}.containers"),
-            "Required value",
-        ));
-        return;
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, c) in containers.iter().enumerate() {
-        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-        if name.is_empty() {
-            causes.push(cause(
-                "FieldValueRequired",
-                &format!("{base}.containers[{i}].name"),
-                "Required value",
-            ));
-        } else if !is_dns_label(name) {
-            causes.push(cause(
-                "FieldValueInvalid",
-                &format!("{base}.containers[{i}].name"),
-                format!("Invalid value: {name:?}: {DNS_LABEL_MESSAGE}"),
-            ));
-        } else if !seen.insert(name.to_string()) {
-            causes.push(cause(
-                "FieldValueDuplicate",
-                &format!("{base}.containers[{i}].name"),
-                format!("Duplicate value: {name:?}"),
-            ));
-        }
-        if c.get("image")
-            .and_then(Value::as_str)
-            .is_none_or(|s| s.trim().is_empty())
-        {
-            causes.push(cause(
-                "FieldValueRequired",
-                &format!("{base}.containers[{i}].image"),
-                "Required value",
-            ));
-        }
-        for (j, p) in c
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
-            port_in_range(
-                port,
-                &format!("{base}.containers[{i}].ports[{j}].containerPort"),
-                causes,
-            );
-        }
-    }
-}
-
 /// A port number must be 1–65535.
-fn port_in_range(port: i64, field: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn port_in_range(port: i64, field: &str, causes: &mut Vec<Cause>) {
     if !(1..=65535).contains(&port) {
         causes.push(cause(
             "FieldValueInvalid",
@@ -692,7 +288,7 @@ fn port_in_range(port: i64, field: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn non_negative(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn non_negative(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
     if let Some(n) = object
         .pointer(pointer)
         .and_then(Value::as_i64)
@@ -706,7 +302,7 @@ fn non_negative(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-fn validate_selector_matches_template(object: &Value, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_selector_matches_template(object: &Value, causes: &mut Vec<Cause>) {
     let selector = object.pointer("/spec/selector");
     let Some(selector) = selector.filter(|s| s.as_object().is_some_and(|m| !m.is_empty())) else {
         causes.push(cause(
@@ -756,140 +352,7 @@ pub fn validate(
         ));
     }
     label_problems(object, "/metadata/labels", &mut causes);
-    match resource.kind {
-        "Pod" => {
-            validate_pod_spec(object.get("spec"), "spec", &mut causes);
-            if let Some(old) = old {
-                // Pod specs are immutable but for a few fields; the agent relies on it.
-                let strip = |v: &Value| {
-                    let mut s = v.get("spec").cloned().unwrap_or(Value::Null);
-                    if let Some(m) = s.as_object_mut() {
-                        // nodeName is set once, by the binding.
-                        for mutable in [
-                            "activeDeadlineSeconds",
-                            "tolerations",
-                            "terminationGracePeriodSeconds",
-                            "nodeName",
-                        ] {
-                            m.remove(mutable);
-                        }
-                        if let Some(cs) = m.get_mut("containers").and_then(Value::as_array_mut) {
-                            cs.iter_mut()
-                                .filter_map(Value::as_object_mut)
-                                .for_each(|c| {
-                                    c.remove("image");
-                                });
-                        }
-                    }
-                    s
-                };
-                let old_node = old
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if !old_node.is_empty()
-                    && object.pointer("/spec/nodeName").and_then(Value::as_str) != Some(old_node)
-                {
-                    causes.push(cause(
-                        "FieldValueForbidden",
-                        "spec.nodeName",
-                        "Forbidden: a pod's node cannot change once it is bound",
-                    ));
-                }
-                if strip(old) != strip(object) {
-                    causes.push(cause("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
-                }
-            }
-        }
-        "Deployment" | "ReplicaSet" => {
-            non_negative(object, "/spec/replicas", &mut causes);
-            non_negative(object, "/spec/minReadySeconds", &mut causes);
-            non_negative(object, "/spec/revisionHistoryLimit", &mut causes);
-            validate_selector_matches_template(object, &mut causes);
-            label_problems(object, "/spec/template/metadata/labels", &mut causes);
-            validate_pod_spec(
-                object.pointer("/spec/template/spec"),
-                "spec.template.spec",
-                &mut causes,
-            );
-            if let (Some(old), Some(new_sel)) = (old, object.pointer("/spec/selector")) {
-                if old.pointer("/spec/selector").is_some_and(|s| s != new_sel) {
-                    causes.push(cause(
-                        "FieldValueInvalid",
-                        "spec.selector",
-                        "Invalid value: field is immutable",
-                    ));
-                }
-            }
-        }
-        "EndpointSlice" => match object.get("addressType").and_then(Value::as_str) {
-            None | Some("") => {
-                causes.push(cause("FieldValueRequired", "addressType", "Required value"))
-            }
-            Some("IPv4" | "IPv6" | "FQDN") => {}
-            Some(other) => causes.push(cause(
-                "FieldValueNotSupported",
-                "addressType",
-                format!(
-                    "Unsupported value: {other:?}: supported values: \"FQDN\", \"IPv4\", \"IPv6\""
-                ),
-            )),
-        },
-        "Service" => {
-            let kind = object
-                .pointer("/spec/type")
-                .and_then(Value::as_str)
-                .unwrap_or("ClusterIP");
-            if !matches!(
-                kind,
-                "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-            ) {
-                causes.push(cause("FieldValueNotSupported", "spec.type", format!("Unsupported value: {kind:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"")));
-            }
-            let ports = object.pointer("/spec/ports").and_then(Value::as_array);
-            if kind != "ExternalName"
-                && ports.is_none_or(|p| p.is_empty())
-                && object.pointer("/spec/clusterIP") != Some(&json!("None"))
-            {
-                causes.push(cause("FieldValueRequired", "spec.ports", "Required value"));
-            }
-            let mut port_names = std::collections::BTreeSet::new();
-            for (i, p) in ports.into_iter().flatten().enumerate() {
-                let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-                port_in_range(port, &format!("spec.ports[{i}].port"), &mut causes);
-                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                if name.is_empty() {
-                    if ports.is_some_and(|ps| ps.len() > 1) {
-                        causes.push(cause(
-                            "FieldValueRequired",
-                            &format!("spec.ports[{i}].name"),
-                            "Required value",
-                        ));
-                    }
-                } else if !is_dns_label(name) {
-                    causes.push(cause(
-                        "FieldValueInvalid",
-                        &format!("spec.ports[{i}].name"),
-                        format!("Invalid value: {name:?}: {DNS_LABEL_MESSAGE}"),
-                    ));
-                } else if !port_names.insert(name) {
-                    causes.push(cause(
-                        "FieldValueDuplicate",
-                        &format!("spec.ports[{i}].name"),
-                        format!("Duplicate value: {name:?}"),
-                    ));
-                }
-                let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-                if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
-                    causes.push(cause("FieldValueNotSupported", &format!("spec.ports[{i}].protocol"), format!("Unsupported value: {protocol:?}: supported values: \"SCTP\", \"TCP\", \"UDP\"")));
-                }
-                if let Some(target) = p.get("targetPort").and_then(Value::as_i64) {
-                    port_in_range(target, &format!("spec.ports[{i}].targetPort"), &mut causes);
-                }
-            }
-        }
-        _ => {}
-    }
+    resource.behaviour.validate(object, old, &mut causes);
     if causes.is_empty() {
         Ok(())
     } else {

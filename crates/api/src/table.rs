@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use schemars::JsonSchema;
 use schemars::generate::SchemaGenerator;
 use serde_json::{Map, Value, json};
 
@@ -85,58 +84,60 @@ pub fn human_duration(seconds: i64) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
-fn timestamp(ts: Option<&str>) -> Option<jiff::Timestamp> {
+pub(crate) fn timestamp(ts: Option<&str>) -> Option<jiff::Timestamp> {
     ts.and_then(|t| t.parse::<jiff::Timestamp>().ok())
 }
 
 /// Upstream's `translateTimestampSince`: `<unknown>` for a zero (here: absent) time.
-fn since(ts: Option<jiff::Timestamp>, now: jiff::Timestamp) -> String {
+pub(crate) fn since(ts: Option<jiff::Timestamp>, now: jiff::Timestamp) -> String {
     match ts {
         Some(t) => human_duration(now.duration_since(t).as_secs()),
         None => "<unknown>".into(),
     }
 }
 
-fn age_of(ts: Option<&str>, now: jiff::Timestamp) -> String {
+pub(crate) fn age_of(ts: Option<&str>, now: jiff::Timestamp) -> String {
     since(timestamp(ts), now)
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-fn n(v: &Value, pointer: &str) -> i64 {
+pub(crate) fn n(v: &Value, pointer: &str) -> i64 {
     v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+pub(crate) fn arr<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
     v.pointer(pointer)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
-fn or_none(s: String) -> String {
+pub(crate) fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
 }
 
 /// Where a column's description comes from.
 #[derive(Clone, Copy)]
-enum Doc {
+pub enum Doc {
     /// A fixed text from `printers.go`.
     Text(&'static str),
     /// A field's documentation: (schema name, property).
     Field(&'static str, &'static str),
 }
 
-struct Column {
+/// One Table column: its name, type (`string`, `integer`...), priority (0 always shown,
+/// 1 only with `-o wide`) and where its description comes from.
+pub struct Column {
     name: &'static str,
     kind: &'static str,
     priority: u8,
     doc: Doc,
 }
 
-const fn col(name: &'static str, kind: &'static str, priority: u8, doc: Doc) -> Column {
+pub const fn col(name: &'static str, kind: &'static str, priority: u8, doc: Doc) -> Column {
     Column {
         name,
         kind,
@@ -145,387 +146,33 @@ const fn col(name: &'static str, kind: &'static str, priority: u8, doc: Doc) -> 
     }
 }
 
-const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
-const NAME: Column = col("Name", "string", 0, Doc::Field(META, "name"));
-const AGE: Column = col("Age", "string", 0, Doc::Field(META, "creationTimestamp"));
-const CONTAINERS: Column = col(
+pub(crate) const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+pub(crate) const NAME: Column = col("Name", "string", 0, Doc::Field(META, "name"));
+pub(crate) const AGE: Column = col("Age", "string", 0, Doc::Field(META, "creationTimestamp"));
+pub(crate) const CONTAINERS: Column = col(
     "Containers",
     "string",
     1,
     Doc::Text("Names of each container in the template."),
 );
-const IMAGES: Column = col(
+pub(crate) const IMAGES: Column = col(
     "Images",
     "string",
     1,
     Doc::Text("Images referenced by each container in the template."),
 );
 
-const POD: &[Column] = &[
-    NAME,
-    col(
-        "Ready",
-        "string",
-        0,
-        Doc::Text("The aggregate readiness state of this pod for accepting traffic."),
-    ),
-    col(
-        "Status",
-        "string",
-        0,
-        Doc::Text("The aggregate status of the containers in this pod."),
-    ),
-    col(
-        "Restarts",
-        "string",
-        0,
-        Doc::Text(
-            "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
-        ),
-    ),
-    AGE,
-    col(
-        "IP",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.PodStatus", "podIP"),
-    ),
-    col(
-        "Node",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.PodSpec", "nodeName"),
-    ),
-    col(
-        "Nominated Node",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.PodStatus", "nominatedNodeName"),
-    ),
-    col(
-        "Readiness Gates",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.PodSpec", "readinessGates"),
-    ),
-];
-const DEPLOYMENT: &[Column] = &[
-    NAME,
-    col(
-        "Ready",
-        "string",
-        0,
-        Doc::Text("Number of the pod with ready state"),
-    ),
-    col(
-        "Up-to-date",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.apps.v1.DeploymentStatus", "updatedReplicas"),
-    ),
-    col(
-        "Available",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.apps.v1.DeploymentStatus", "availableReplicas"),
-    ),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-    col(
-        "Selector",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.apps.v1.DeploymentSpec", "selector"),
-    ),
-];
-const REPLICA_SET: &[Column] = &[
-    NAME,
-    col(
-        "Desired",
-        "integer",
-        0,
-        Doc::Field("io.k8s.api.apps.v1.ReplicaSetSpec", "replicas"),
-    ),
-    col(
-        "Current",
-        "integer",
-        0,
-        Doc::Field("io.k8s.api.apps.v1.ReplicaSetStatus", "replicas"),
-    ),
-    col(
-        "Ready",
-        "integer",
-        0,
-        Doc::Field("io.k8s.api.apps.v1.ReplicaSetStatus", "readyReplicas"),
-    ),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-    col(
-        "Selector",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.apps.v1.ReplicaSetSpec", "selector"),
-    ),
-];
-const SERVICE: &[Column] = &[
-    NAME,
-    col(
-        "Type",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "type"),
-    ),
-    col(
-        "Cluster-IP",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "clusterIP"),
-    ),
-    col(
-        "External-IP",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "externalIPs"),
-    ),
-    col(
-        "Port(s)",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "ports"),
-    ),
-    AGE,
-    col(
-        "Selector",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.ServiceSpec", "selector"),
-    ),
-];
-const NODE: &[Column] = &[
-    NAME,
-    col("Status", "string", 0, Doc::Text("The status of the node")),
-    col("Roles", "string", 0, Doc::Text("The roles of the node")),
-    AGE,
-    col(
-        "Version",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.NodeSystemInfo", "kubeletVersion"),
-    ),
-    col(
-        "Internal-IP",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.NodeStatus", "addresses"),
-    ),
-    col(
-        "External-IP",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.NodeStatus", "addresses"),
-    ),
-    col(
-        "OS-Image",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.NodeSystemInfo", "osImage"),
-    ),
-    col(
-        "Kernel-Version",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.NodeSystemInfo", "kernelVersion"),
-    ),
-    col(
-        "Container-Runtime",
-        "string",
-        1,
-        Doc::Field(
-            "io.k8s.api.core.v1.NodeSystemInfo",
-            "containerRuntimeVersion",
-        ),
-    ),
-];
-const NAMESPACE: &[Column] = &[
-    NAME,
-    col(
-        "Status",
-        "string",
-        0,
-        Doc::Text("The status of the namespace"),
-    ),
-    AGE,
-];
-const ENDPOINTS: &[Column] = &[
-    NAME,
-    col(
-        "Endpoints",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Endpoints", "subsets"),
-    ),
-    AGE,
-];
-const EVENT: &[Column] = &[
-    col(
-        "Last Seen",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Event", "lastTimestamp"),
-    ),
-    col(
-        "Type",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Event", "type"),
-    ),
-    col(
-        "Reason",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Event", "reason"),
-    ),
-    col(
-        "Object",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Event", "involvedObject"),
-    ),
-    col(
-        "Subobject",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.ObjectReference", "fieldPath"),
-    ),
-    col(
-        "Source",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.Event", "source"),
-    ),
-    col(
-        "Message",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Event", "message"),
-    ),
-    col(
-        "First Seen",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.Event", "firstTimestamp"),
-    ),
-    col(
-        "Count",
-        "string",
-        1,
-        Doc::Field("io.k8s.api.core.v1.Event", "count"),
-    ),
-    col("Name", "string", 1, Doc::Field(META, "name")),
-];
-const CONFIG_MAP: &[Column] = &[
-    NAME,
-    col(
-        "Data",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.ConfigMap", "data"),
-    ),
-    AGE,
-];
-const SECRET: &[Column] = &[
-    NAME,
-    col(
-        "Type",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Secret", "type"),
-    ),
-    col(
-        "Data",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.core.v1.Secret", "data"),
-    ),
-    AGE,
-];
-const LEASE: &[Column] = &[
-    NAME,
-    col(
-        "Holder",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.coordination.v1.LeaseSpec", "holderIdentity"),
-    ),
-    AGE,
-];
-const ENDPOINT_SLICE: &[Column] = &[
-    NAME,
-    col(
-        "AddressType",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.discovery.v1.EndpointSlice", "addressType"),
-    ),
-    col(
-        "Ports",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.discovery.v1.EndpointSlice", "ports"),
-    ),
-    col(
-        "Endpoints",
-        "string",
-        0,
-        Doc::Field("io.k8s.api.discovery.v1.EndpointSlice", "endpoints"),
-    ),
-    AGE,
-];
-const GENERIC: &[Column] = &[NAME, AGE];
-
-fn columns(kind: &str) -> &'static [Column] {
-    match kind {
-        "Pod" => POD,
-        "Deployment" => DEPLOYMENT,
-        "ReplicaSet" => REPLICA_SET,
-        "Service" => SERVICE,
-        "Node" => NODE,
-        "Namespace" => NAMESPACE,
-        "Endpoints" => ENDPOINTS,
-        "Event" => EVENT,
-        "ConfigMap" => CONFIG_MAP,
-        "Secret" => SECRET,
-        "Lease" => LEASE,
-        "EndpointSlice" => ENDPOINT_SLICE,
-        _ => GENERIC,
-    }
-}
+/// The columns of a kind with no printer of its own.
+pub const GENERIC: &[Column] = &[NAME, AGE];
 
 /// The schemas of every type a column description reads, generated once.
 fn field_docs() -> &'static Map<String, Value> {
     static DOCS: OnceLock<Map<String, Value>> = OnceLock::new();
     DOCS.get_or_init(|| {
-        use k8s_openapi::api::{
-            apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
-            discovery::v1 as discovery,
-        };
         let mut generator = SchemaGenerator::default();
-        fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
-            generator.subschema_for::<T>();
+        for resource in crate::resource::all() {
+            resource.behaviour.schema(&mut generator);
         }
-        add::<core::Pod>(&mut generator);
-        add::<core::Service>(&mut generator);
-        add::<core::Node>(&mut generator);
-        add::<core::Endpoints>(&mut generator);
-        add::<core::Event>(&mut generator);
-        add::<core::ConfigMap>(&mut generator);
-        add::<core::Secret>(&mut generator);
-        add::<apps::Deployment>(&mut generator);
-        add::<apps::ReplicaSet>(&mut generator);
-        add::<coordination::Lease>(&mut generator);
-        add::<discovery::EndpointSlice>(&mut generator);
         generator.take_definitions(false)
     })
 }
@@ -542,46 +189,30 @@ fn description(doc: Doc) -> &'static str {
 }
 
 /// Column definitions as upstream serializes them.
-fn column_definitions(kind: &str) -> Value {
-    static CACHE: OnceLock<BTreeMap<&'static str, Value>> = OnceLock::new();
-    let build = |columns: &[Column]| -> Value {
-        columns
-            .iter()
-            .map(|c| {
-                let format = if c.name == "Name" { "name" } else { "" };
-                json!({"name": c.name, "type": c.kind, "format": format, "description": description(c.doc), "priority": c.priority})
-            })
-            .collect()
-    };
-    let cache = CACHE.get_or_init(|| {
-        [
-            "Pod",
-            "Deployment",
-            "ReplicaSet",
-            "Service",
-            "Node",
-            "Namespace",
-            "Endpoints",
-            "Event",
-            "ConfigMap",
-            "Secret",
-            "Lease",
-            "EndpointSlice",
-            "",
-        ]
-        .into_iter()
-        .map(|k| (k, build(columns(k))))
+fn column_definitions(columns: &[Column]) -> Value {
+    columns
+        .iter()
+        .map(|c| {
+            let format = if c.name == "Name" { "name" } else { "" };
+            json!({"name": c.name, "type": c.kind, "format": format, "description": description(c.doc), "priority": c.priority})
+        })
         .collect()
-    });
-    cache
-        .get(kind)
-        .or_else(|| cache.get(""))
-        .cloned()
-        .unwrap_or_else(|| build(GENERIC))
+}
+
+/// The `Name` and `Age` cells every printer starts and ends with.
+pub(crate) fn name_and_age(o: &Value, now: jiff::Timestamp) -> [Value; 2] {
+    [
+        json!(s(o, "/metadata/name")),
+        json!(age_of(
+            o.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str),
+            now
+        )),
+    ]
 }
 
 /// Upstream `listWithMoreString`: the first three, then how many more; `<unset>` if none.
-fn list_with_more(items: Vec<String>) -> String {
+pub(crate) fn list_with_more(items: Vec<String>) -> String {
     const SHOWN: usize = 3;
     let count = items.len();
     let text = items.into_iter().take(SHOWN).collect::<Vec<_>>().join(",");
@@ -594,30 +225,8 @@ fn list_with_more(items: Vec<String>) -> String {
     }
 }
 
-/// Upstream `formatDiscoveryPorts`: each port's number, else its name, else `*`.
-fn discovery_ports_text(slice: &Value) -> String {
-    let ports = arr(slice, "/ports").iter().map(|p| match p.get("port") {
-        Some(Value::Number(n)) => n.to_string(),
-        _ => p
-            .get("name")
-            .and_then(Value::as_str)
-            .map_or("*".into(), str::to_string),
-    });
-    list_with_more(ports.collect())
-}
-
-/// Upstream `formatDiscoveryEndpoints`: every address of every endpoint.
-fn discovery_endpoints_text(slice: &Value) -> String {
-    let addresses = arr(slice, "/endpoints")
-        .iter()
-        .flat_map(|e| arr(e, "/addresses"))
-        .filter_map(Value::as_str)
-        .map(str::to_string);
-    list_with_more(addresses.collect())
-}
-
 /// `labels.FormatLabels`: sorted `k=v` pairs, `<none>` when empty.
-fn format_labels(map: Option<&Value>) -> String {
+pub(crate) fn format_labels(map: Option<&Value>) -> String {
     let sorted: BTreeMap<&str, &str> = map
         .and_then(Value::as_object)
         .into_iter()
@@ -633,187 +242,25 @@ fn format_labels(map: Option<&Value>) -> String {
     )
 }
 
-fn condition_true(conditions: &[Value], kind: &str) -> bool {
+pub(crate) fn condition_true(conditions: &[Value], kind: &str) -> bool {
     conditions
         .iter()
         .any(|c| c["type"] == kind && c["status"] == "True")
 }
 
 /// The later of two optional times (Go's zero time loses every comparison).
-fn later(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Option<jiff::Timestamp> {
+pub(crate) fn later(
+    a: Option<jiff::Timestamp>,
+    b: Option<jiff::Timestamp>,
+) -> Option<jiff::Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
 }
 
-fn terminated_reason(terminated: &Value, prefix: &str) -> String {
-    let reason = s(terminated, "/reason");
-    if !reason.is_empty() {
-        return format!("{prefix}{reason}");
-    }
-    match n(terminated, "/signal") {
-        0 => format!("{prefix}ExitCode:{}", n(terminated, "/exitCode")),
-        signal => format!("{prefix}Signal:{signal}"),
-    }
-}
-
-/// Upstream's `printPod`: the cells and the row conditions of a finished pod.
-fn pod_row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
-    let phase = s(pod, "/status/phase");
-    let mut reason = if s(pod, "/status/reason").is_empty() {
-        phase.to_string()
-    } else {
-        s(pod, "/status/reason").to_string()
-    };
-    let conditions = arr(pod, "/status/conditions");
-    if conditions
-        .iter()
-        .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated")
-    {
-        reason = "SchedulingGated".into();
-    }
-    let row_conditions = match phase {
-        "Succeeded" => Some(
-            json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]),
-        ),
-        "Failed" => Some(
-            json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]),
-        ),
-        _ => None,
-    };
-
-    // Sidecars: init containers with `restartPolicy: Always` run for the pod's life.
-    let init_specs = arr(pod, "/spec/initContainers");
-    let restartable = |name: &Value| {
-        init_specs
-            .iter()
-            .any(|c| &c["name"] == name && c["restartPolicy"] == "Always")
-    };
-    let total = arr(pod, "/spec/containers").len()
-        + init_specs
-            .iter()
-            .filter(|c| c["restartPolicy"] == "Always")
-            .count();
-    let mut ready = 0;
-    let mut restarts = 0;
-    let mut sidecar_restarts = 0;
-    let mut last_restart = None;
-    let mut last_sidecar_restart = None;
-    let finished = |c: &Value| {
-        timestamp(
-            c.pointer("/lastState/terminated/finishedAt")
-                .and_then(Value::as_str),
-        )
-    };
-
-    let mut initializing = false;
-    for (i, c) in arr(pod, "/status/initContainerStatuses").iter().enumerate() {
-        restarts += n(c, "/restartCount");
-        last_restart = later(last_restart, finished(c));
-        let is_sidecar = restartable(&c["name"]);
-        if is_sidecar {
-            sidecar_restarts += n(c, "/restartCount");
-            last_sidecar_restart = later(last_sidecar_restart, finished(c));
-        }
-        let terminated = c.pointer("/state/terminated");
-        let waiting_reason = s(c, "/state/waiting/reason");
-        if terminated.is_some_and(|t| n(t, "/exitCode") == 0) {
-            continue;
-        }
-        if is_sidecar && c["started"].as_bool() == Some(true) {
-            if c["ready"].as_bool() == Some(true) {
-                ready += 1;
-            }
-            continue;
-        }
-        reason = if let Some(t) = terminated {
-            terminated_reason(t, "Init:")
-        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
-            format!("Init:{waiting_reason}")
-        } else {
-            format!("Init:{i}/{}", init_specs.len())
-        };
-        initializing = true;
-        break;
-    }
-
-    if !initializing || condition_true(conditions, "Initialized") {
-        restarts = sidecar_restarts;
-        last_restart = last_sidecar_restart;
-        let mut has_running = false;
-        for c in arr(pod, "/status/containerStatuses").iter().rev() {
-            restarts += n(c, "/restartCount");
-            last_restart = later(last_restart, finished(c));
-            let waiting_reason = s(c, "/state/waiting/reason");
-            if !waiting_reason.is_empty() {
-                reason = waiting_reason.to_string();
-            } else if let Some(t) = c.pointer("/state/terminated") {
-                reason = terminated_reason(t, "");
-            } else if c["ready"].as_bool() == Some(true) && c.pointer("/state/running").is_some() {
-                has_running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && has_running {
-            reason = if condition_true(conditions, "Ready") {
-                "Running".into()
-            } else {
-                "NotReady".into()
-            };
-        }
-    }
-
-    if pod
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-    {
-        if s(pod, "/status/reason") == "NodeLost" {
-            reason = "Unknown".into();
-        } else if phase != "Succeeded" && phase != "Failed" {
-            reason = "Terminating".into();
-        }
-    }
-
-    let restarts_text = match last_restart {
-        Some(t) if restarts != 0 => format!("{restarts} ({} ago)", since(Some(t), now)),
-        _ => restarts.to_string(),
-    };
-    let gates = arr(pod, "/spec/readinessGates");
-    let gates_text = if gates.is_empty() {
-        "<none>".to_string()
-    } else {
-        let passing = gates
-            .iter()
-            .filter(|g| {
-                conditions
-                    .iter()
-                    .find(|c| c["type"] == g["conditionType"])
-                    .is_some_and(|c| c["status"] == "True")
-            })
-            .count();
-        format!("{passing}/{}", gates.len())
-    };
-    let cells = vec![
-        json!(s(pod, "/metadata/name")),
-        json!(format!("{ready}/{total}")),
-        json!(reason),
-        json!(restarts_text),
-        json!(age_of(
-            pod.pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str),
-            now
-        )),
-        json!(or_none(s(pod, "/status/podIPs/0/ip").to_string())),
-        json!(or_none(s(pod, "/spec/nodeName").to_string())),
-        json!(or_none(s(pod, "/status/nominatedNodeName").to_string())),
-        json!(gates_text),
-    ];
-    (cells, row_conditions)
-}
-
 /// Upstream's `layoutContainerCells`: names and images, comma-joined, position by position.
-fn containers_and_images(template_spec: Option<&Value>) -> (String, String) {
+pub(crate) fn containers_and_images(template_spec: Option<&Value>) -> (String, String) {
     let containers = template_spec
         .and_then(|s| s.get("containers"))
         .and_then(Value::as_array)
@@ -828,308 +275,6 @@ fn containers_and_images(template_spec: Option<&Value>) -> (String, String) {
         .map(|c| c["image"].as_str().unwrap_or(""))
         .collect();
     (names.join(","), images.join(","))
-}
-
-/// Upstream's `getServiceExternalIP` with `wide` (no truncation): load-balancer ingress
-/// addresses sorted and deduplicated, then `spec.externalIPs`.
-fn service_external_ip(svc: &Value) -> String {
-    let external: Vec<&str> = arr(svc, "/spec/externalIPs")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    match s(svc, "/spec/type") {
-        "ClusterIP" | "NodePort" => or_none(external.join(",")),
-        "LoadBalancer" => {
-            let ingress: std::collections::BTreeSet<&str> =
-                arr(svc, "/status/loadBalancer/ingress")
-                    .iter()
-                    .filter_map(|i| {
-                        i["ip"]
-                            .as_str()
-                            .filter(|ip| !ip.is_empty())
-                            .or_else(|| i["hostname"].as_str().filter(|h| !h.is_empty()))
-                    })
-                    .collect();
-            let all: Vec<&str> = ingress.into_iter().chain(external).collect();
-            if all.is_empty() {
-                "<pending>".into()
-            } else {
-                all.join(",")
-            }
-        }
-        "ExternalName" => s(svc, "/spec/externalName").to_string(),
-        _ => "<unknown>".into(),
-    }
-}
-
-/// Upstream's `makePortString`: `80/TCP`, or `80:31234/TCP` with a node port.
-fn service_ports(svc: &Value) -> String {
-    let ports: Vec<String> = arr(svc, "/spec/ports")
-        .iter()
-        .map(|p| {
-            let protocol = p["protocol"].as_str().unwrap_or("");
-            match n(p, "/nodePort") {
-                node_port if node_port > 0 => format!("{}:{node_port}/{protocol}", n(p, "/port")),
-                _ => format!("{}/{protocol}", n(p, "/port")),
-            }
-        })
-        .collect();
-    or_none(ports.join(","))
-}
-
-/// Go's `net.JoinHostPort`: brackets around IPv6 addresses.
-fn join_host_port(host: &str, port: i64) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-/// Upstream's `formatEndpoints` with all ports: at most three `ip:port`, then `+ N more...`.
-fn endpoints_text(ep: &Value) -> String {
-    const MAX: usize = 3;
-    let subsets = arr(ep, "/subsets");
-    if subsets.is_empty() {
-        return "<none>".into();
-    }
-    let mut list: Vec<String> = Vec::new();
-    let mut more = false;
-    let mut count = 0;
-    for subset in subsets {
-        let addresses = arr(subset, "/addresses");
-        let ports = arr(subset, "/ports");
-        if ports.is_empty() {
-            count += addresses.len();
-            for a in addresses {
-                if list.len() == MAX {
-                    more = true;
-                    break;
-                }
-                list.push(s(a, "/ip").to_string());
-            }
-            continue;
-        }
-        for p in ports {
-            count += addresses.len();
-            for a in addresses {
-                if list.len() == MAX {
-                    more = true;
-                    break;
-                }
-                list.push(join_host_port(s(a, "/ip"), n(p, "/port")));
-            }
-        }
-    }
-    let joined = list.join(",");
-    if more {
-        format!("{joined} + {} more...", count - MAX)
-    } else {
-        joined
-    }
-}
-
-/// Upstream's `printNode` STATUS: `Ready`/`NotReady`/`Unknown`, `,SchedulingDisabled`.
-fn node_status(node: &Value) -> String {
-    let mut status = match arr(node, "/status/conditions")
-        .iter()
-        .rev()
-        .find(|c| c["type"] == "Ready")
-    {
-        Some(c) if c["status"] == "True" => "Ready".to_string(),
-        Some(_) => "NotReady".to_string(),
-        None => "Unknown".to_string(),
-    };
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
-        status.push_str(",SchedulingDisabled");
-    }
-    status
-}
-
-/// Upstream's `findNodeRoles`: sorted and deduplicated.
-fn node_roles(node: &Value) -> String {
-    let roles: std::collections::BTreeSet<&str> = node
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| match k.strip_prefix("node-role.kubernetes.io/") {
-            Some(role) if !role.is_empty() => Some(role),
-            Some(_) => None,
-            None if k == "kubernetes.io/role" => v.as_str().filter(|v| !v.is_empty()),
-            None => None,
-        })
-        .collect();
-    or_none(roles.into_iter().collect::<Vec<_>>().join(","))
-}
-
-fn node_address(node: &Value, kind: &str) -> String {
-    arr(node, "/status/addresses")
-        .iter()
-        .find(|a| a["type"] == kind)
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or("<none>")
-        .to_string()
-}
-
-fn unknown_if_empty(s: &str) -> String {
-    if s.is_empty() {
-        "<unknown>".into()
-    } else {
-        s.to_string()
-    }
-}
-
-/// Upstream's `printEvent` (wide): times fall back from lastTimestamp to firstTimestamp to
-/// eventTime, and a series overrides both the last time and the count.
-fn event_row(e: &Value, now: jiff::Timestamp) -> Vec<Value> {
-    let first = timestamp(e.get("firstTimestamp").and_then(Value::as_str))
-        .or_else(|| timestamp(e.get("eventTime").and_then(Value::as_str)));
-    let first_seen = since(first, now);
-    let mut last_seen = match timestamp(e.get("lastTimestamp").and_then(Value::as_str)) {
-        Some(t) => since(Some(t), now),
-        None => first_seen.clone(),
-    };
-    let mut count = n(e, "/count");
-    if e.get("series").is_some_and(Value::is_object) {
-        last_seen = age_of(
-            e.pointer("/series/lastObservedTime")
-                .and_then(Value::as_str),
-            now,
-        );
-        count = n(e, "/series/count");
-    } else if count == 0 {
-        // Events of the events.k8s.io API leave the count unset for a single occurrence.
-        count = 1;
-    }
-    let kind = s(e, "/involvedObject/kind").to_lowercase();
-    let name = s(e, "/involvedObject/name");
-    let object = if name.is_empty() {
-        kind
-    } else {
-        format!("{kind}/{name}")
-    };
-    let component = [s(e, "/source/component"), s(e, "/reportingComponent")]
-        .into_iter()
-        .find(|x| !x.is_empty())
-        .unwrap_or("");
-    let instance = [s(e, "/source/host"), s(e, "/reportingInstance")]
-        .into_iter()
-        .find(|x| !x.is_empty())
-        .unwrap_or("");
-    let source = if instance.is_empty() {
-        component.to_string()
-    } else {
-        format!("{component}, {instance}")
-    };
-    vec![
-        json!(last_seen),
-        json!(s(e, "/type")),
-        json!(s(e, "/reason")),
-        json!(object),
-        json!(s(e, "/involvedObject/fieldPath")),
-        json!(source),
-        json!(s(e, "/message").trim()),
-        json!(first_seen),
-        json!(count),
-        json!(s(e, "/metadata/name")),
-    ]
-}
-
-/// One row's cells (and row conditions) for an object of `kind`.
-fn row(kind: &str, o: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
-    let name = json!(s(o, "/metadata/name"));
-    let age = json!(age_of(
-        o.pointer("/metadata/creationTimestamp")
-            .and_then(Value::as_str),
-        now
-    ));
-    let cells = match kind {
-        "Pod" => return pod_row(o, now),
-        "Deployment" => {
-            let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
-            let selector = crate::selector::label_selector_string(o.pointer("/spec/selector"))
-                .unwrap_or_else(|| "<invalid>".into());
-            vec![
-                name,
-                json!(format!(
-                    "{}/{}",
-                    n(o, "/status/readyReplicas"),
-                    n(o, "/spec/replicas")
-                )),
-                json!(n(o, "/status/updatedReplicas")),
-                json!(n(o, "/status/availableReplicas")),
-                age,
-                json!(containers),
-                json!(images),
-                json!(selector),
-            ]
-        }
-        "ReplicaSet" => {
-            let (containers, images) = containers_and_images(o.pointer("/spec/template/spec"));
-            // `metav1.FormatLabelSelector`: `<none>` when empty, `<error>` when invalid.
-            let selector = crate::selector::label_selector_string(o.pointer("/spec/selector"))
-                .map(or_none)
-                .unwrap_or_else(|| "<error>".into());
-            vec![
-                name,
-                json!(n(o, "/spec/replicas")),
-                json!(n(o, "/status/replicas")),
-                json!(n(o, "/status/readyReplicas")),
-                age,
-                json!(containers),
-                json!(images),
-                json!(selector),
-            ]
-        }
-        "Service" => vec![
-            name,
-            json!(s(o, "/spec/type")),
-            json!(or_none(s(o, "/spec/clusterIPs/0").to_string())),
-            json!(service_external_ip(o)),
-            json!(service_ports(o)),
-            age,
-            json!(format_labels(o.pointer("/spec/selector"))),
-        ],
-        "Node" => vec![
-            name,
-            json!(node_status(o)),
-            json!(node_roles(o)),
-            age,
-            json!(s(o, "/status/nodeInfo/kubeletVersion")),
-            json!(node_address(o, "InternalIP")),
-            json!(node_address(o, "ExternalIP")),
-            json!(unknown_if_empty(s(o, "/status/nodeInfo/osImage"))),
-            json!(unknown_if_empty(s(o, "/status/nodeInfo/kernelVersion"))),
-            json!(unknown_if_empty(s(
-                o,
-                "/status/nodeInfo/containerRuntimeVersion"
-            ))),
-        ],
-        "Namespace" => vec![name, json!(s(o, "/status/phase")), age],
-        "Endpoints" => vec![name, json!(endpoints_text(o)), age],
-        "Event" => event_row(o, now),
-        "ConfigMap" => {
-            let len = |field: &str| o.get(field).and_then(Value::as_object).map_or(0, Map::len);
-            vec![name, json!(len("data") + len("binaryData")), age]
-        }
-        "Secret" => vec![
-            name,
-            json!(s(o, "/type")),
-            json!(o.get("data").and_then(Value::as_object).map_or(0, Map::len)),
-            age,
-        ],
-        "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
-        "EndpointSlice" => vec![
-            name,
-            json!(s(o, "/addressType")),
-            json!(discovery_ports_text(o)),
-            json!(discovery_endpoints_text(o)),
-            age,
-        ],
-        _ => vec![name, age],
-    };
-    (cells, None)
 }
 
 fn partial_metadata(object: &Value) -> Value {
@@ -1150,7 +295,7 @@ pub fn render(
     let rows: Vec<Value> = items
         .iter()
         .map(|item| {
-            let (cells, conditions) = row(resource.kind, item, now);
+            let (cells, conditions) = resource.behaviour.row(item, now);
             let mut r = Map::new();
             r.insert("cells".into(), Value::Array(cells));
             if let Some(conditions) = conditions {
@@ -1172,7 +317,7 @@ pub fn render(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_metadata,
-        "columnDefinitions": if include_column_definitions { column_definitions(resource.kind) } else { Value::Null },
+        "columnDefinitions": if include_column_definitions { column_definitions(resource.behaviour.columns()) } else { Value::Null },
         "rows": rows,
     })
 }
@@ -1529,12 +674,18 @@ mod tests {
         );
         let mut pending = svc.clone();
         pending["status"] = json!({});
-        assert_eq!(service_external_ip(&pending), "<pending>");
+        assert_eq!(
+            crate::kinds::core::service::service_external_ip(&pending),
+            "<pending>"
+        );
         let mut both = svc.clone();
         both["spec"]["externalIPs"] = json!(["192.0.2.1"]);
         both["status"]["loadBalancer"]["ingress"] =
             json!([{"ip": "127.0.0.2"}, {"hostname": "lb.example"}, {"ip": "127.0.0.2"}]);
-        assert_eq!(service_external_ip(&both), "127.0.0.2,lb.example,192.0.2.1");
+        assert_eq!(
+            crate::kinds::core::service::service_external_ip(&both),
+            "127.0.0.2,lb.example,192.0.2.1"
+        );
         let cluster = json!({"metadata": {"name": "k"}, "spec": {"type": "ClusterIP", "clusterIPs": ["10.43.0.1"], "ports": [{"port": 443, "protocol": "TCP"}]}});
         assert_eq!(
             cells("Service", "", cluster),
@@ -1746,6 +897,7 @@ mod tests {
             short_names: &[],
             categories: &[],
             subresources: &[],
+            behaviour: &crate::kinds::Untyped,
         };
         let t = render(
             &unknown,
@@ -1768,22 +920,13 @@ mod tests {
 
     #[test]
     fn every_column_has_a_description() {
-        for kind in [
-            "Pod",
-            "Deployment",
-            "ReplicaSet",
-            "Service",
-            "Node",
-            "Namespace",
-            "Endpoints",
-            "Event",
-            "ConfigMap",
-            "Secret",
-            "Lease",
-            "EndpointSlice",
-            "Widget",
-        ] {
-            for c in column_definitions(kind).as_array().unwrap() {
+        let generic: &[Column] = GENERIC;
+        for (kind, columns) in crate::resource::all()
+            .into_iter()
+            .map(|r| (r.kind, r.behaviour.columns()))
+            .chain([("Widget", generic)])
+        {
+            for c in column_definitions(columns).as_array().unwrap() {
                 assert!(
                     !c["description"].as_str().unwrap().is_empty(),
                     "{kind} {}",

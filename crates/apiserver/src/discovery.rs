@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use podium_api::resource::{RESOURCES, Subresource, group_versions};
+use podium_api::resource::{self, Subresource, group_versions};
 use podium_api::status::{ApiError, Reason};
 use serde_json::{Value, json};
 
@@ -78,8 +78,8 @@ const VERBS: &[&str] = &[
 /// The APIResourceList of a group-version, with subresources.
 pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     let mut resources = Vec::new();
-    for r in RESOURCES
-        .iter()
+    for r in resource::all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
     {
         let mut entry = json!({

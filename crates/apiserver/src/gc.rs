@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use podium_api::resource::{RESOURCES, ResourceInfo};
+use podium_api::resource::{self, ResourceInfo};
 use podium_api::selector::{FieldSelector, LabelSelector};
 use podium_api::status::{ApiError, Reason};
 use serde_json::Value;
@@ -42,8 +42,8 @@ async fn dependents(
     uid: &str,
 ) -> Result<Vec<(&'static ResourceInfo, Value)>, ApiError> {
     let mut out = Vec::new();
-    for resource in RESOURCES
-        .iter()
+    for resource in resource::all()
+        .into_iter()
         .filter(|r| r.namespaced || namespace.is_none())
     {
         let listed = server
@@ -180,7 +180,7 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
     tokio::spawn(async move {
         for _ in 0..3000 {
             let mut remaining = 0;
-            for resource in RESOURCES.iter().filter(|r| r.namespaced) {
+            for resource in resource::all().into_iter().filter(|r| r.namespaced) {
                 let listed = match server
                     .registry
                     .list(
@@ -231,7 +231,7 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
 /// the namespace cleanups and foreground deletions a crash interrupted.
 pub async fn sweep(server: &ApiServer, resume: bool) -> Result<usize, ApiError> {
     let mut all = Vec::new();
-    for resource in RESOURCES {
+    for resource in resource::all() {
         let listed = server
             .registry
             .list(

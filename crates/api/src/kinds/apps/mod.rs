@@ -1,0 +1,4 @@
+//! `apps/v1`.
+
+pub mod deployment;
+pub mod replica_set;

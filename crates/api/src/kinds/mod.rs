@@ -1,0 +1,130 @@
+//! One module per served kind, holding everything that is special about it: the typed
+//! decode (k8s-openapi's type), defaults, validation, what create resets, the fields a
+//! field selector may use, the Table columns `kubectl get` prints, and the OpenAPI schema.
+//! Upstream keeps the same knowledge in each kind's `pkg/registry/<group>/<kind>` strategy,
+//! `pkg/apis/<group>/v1/defaults.go`, `pkg/apis/<group>/validation` and
+//! `pkg/printers/internalversion/printers.go`.
+//!
+//! A kind is a [`Kind`] implementation; the resource table ([`crate::resource`]) gives each
+//! row its `Kind`, and the generic code (strategy, table, OpenAPI) asks it. Every method has
+//! a default that fits a kind with nothing special (no defaults, no validation beyond the
+//! name, `NAME`/`AGE` columns), so a kind implements only what it needs.
+
+use schemars::JsonSchema;
+use schemars::generate::SchemaGenerator;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::status::Cause;
+use crate::table::{self, Column};
+
+pub mod apps;
+pub mod coordination;
+pub mod core;
+pub mod discovery;
+
+/// What is special about one kind. Implementations are stateless values (built-in kinds) or
+/// built from run-time data (custom resources), and live for the whole process.
+pub trait Kind: Send + Sync {
+    /// Decode `object` as the kind's real type and encode it back: mistyped fields fail
+    /// (the message says which), unknown fields are dropped.
+    fn roundtrip(&self, object: &Value) -> Result<Value, String>;
+
+    /// Register the kind's type with an OpenAPI schema generator; its schema name
+    /// (`io.k8s.api.core.v1.Pod`), None for a kind without a schema.
+    fn schema(&self, generator: &mut SchemaGenerator) -> Option<String>;
+
+    /// Rewrite the object before the typed decode, for fields the wire format writes more
+    /// leniently than the type reads (Go's base64). `None` when there is nothing to rewrite;
+    /// the error says what is wrong, naming the field.
+    fn before_decode(&self, _object: &Value) -> Result<Option<Value>, String> {
+        Ok(None)
+    }
+
+    /// Maps of name → resource quantity the object holds (container resources, node
+    /// capacity), checked after decoding as upstream's decoder checks them.
+    fn quantity_maps<'a>(&self, _object: &'a Value) -> Vec<&'a Value> {
+        Vec::new()
+    }
+
+    /// Fields `?fieldSelector=` may use (upstream's field label conversions).
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["metadata.name", "metadata.namespace"]
+    }
+
+    /// Whether `metadata.generation` counts spec changes (what `observedGeneration` follows).
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// What a create resets: status is the system's to write.
+    fn prepare_for_create(&self, _object: &mut Map<String, Value>) {}
+
+    /// Fill in what the user left out, as upstream's `SetDefaults_*` do.
+    fn apply_defaults(&self, _object: &mut Value) {}
+
+    /// Whether names must be RFC 1123 labels (else DNS subdomains).
+    fn name_is_dns_label(&self) -> bool {
+        false
+    }
+
+    /// Add the problems of an object about to be stored (after defaults) to `causes`, with
+    /// field paths; `old` is the stored object on update. Name and labels are checked by
+    /// the caller.
+    fn validate(&self, _object: &Value, _old: Option<&Value>, _causes: &mut Vec<Cause>) {}
+
+    /// The Table columns, as upstream's printer declares them.
+    fn columns(&self) -> &'static [Column] {
+        table::GENERIC
+    }
+
+    /// One Table row's cells (one per column) and its row conditions.
+    fn row(&self, object: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
+        (table::name_and_age(object, now).to_vec(), None)
+    }
+
+    /// What Podium does not act on yet for objects of this kind, said in a `Warning:` on
+    /// every create and update (e.g. no controller runs them). None when all is acted on.
+    fn not_acted_on(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Decode as `T` and encode back.
+pub(crate) fn roundtrip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// Register `T` with a generator; its schema name.
+pub(crate) fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Option<String> {
+    generator.subschema_for::<T>();
+    Some(T::schema_name().to_string())
+}
+
+/// The two [`Kind`] methods that name the kind's k8s-openapi type.
+macro_rules! typed_as {
+    ($type:ty) => {
+        fn roundtrip(&self, object: &serde_json::Value) -> Result<serde_json::Value, String> {
+            crate::kinds::roundtrip::<$type>(object)
+        }
+        fn schema(&self, generator: &mut schemars::generate::SchemaGenerator) -> Option<String> {
+            crate::kinds::schema_of::<$type>(generator)
+        }
+    };
+}
+pub(crate) use typed_as;
+
+/// A kind with no type and nothing special: objects pass as they are. For tests, and a
+/// base for kinds whose shape is only known at run time.
+pub struct Untyped;
+
+impl Kind for Untyped {
+    fn roundtrip(&self, object: &Value) -> Result<Value, String> {
+        Ok(object.clone())
+    }
+    fn schema(&self, _generator: &mut SchemaGenerator) -> Option<String> {
+        None
+    }
+}
