@@ -919,7 +919,7 @@ mod tests {
         // Every document the root names is served, and nothing else is.
         assert_eq!(paths.len(), documents().len());
         assert!(group_version_bytes("apps", "v2").is_none());
-        assert!(group_version_document("batch", "v1").is_none());
+        assert!(group_version_document("batch", "v2").is_none());
     }
 
     #[test]

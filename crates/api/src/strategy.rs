@@ -83,13 +83,13 @@ pub fn normalize(
             list.join(", ")
         )));
     }
-    Ok((
-        decoded,
-        unknown
-            .into_iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect(),
-    ))
+    let mut warnings: Vec<String> = unknown
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    // Every write of a kind Podium stores but does not act on says so (kubectl prints it).
+    warnings.extend(kind.not_acted_on().map(str::to_string));
+    Ok((decoded, warnings))
 }
 
 /// The first resource quantity that does not parse, said as upstream's decoder says it
@@ -321,6 +321,82 @@ pub(crate) fn validate_selector_matches_template(object: &Value, causes: &mut Ve
             "spec.template.metadata.labels",
             format!("Invalid value: map[string]string{{{}}}: `selector` does not match template `labels`", shown.join(", ")),
         ));
+    }
+}
+
+/// A pointer (`/spec/template`) as the field path upstream's messages use (`spec.template`).
+pub(crate) fn field_path(pointer: &str) -> String {
+    pointer.trim_start_matches('/').replace('/', ".")
+}
+
+/// A string field that must be set: its value, or a `Required value` cause.
+pub(crate) fn required_str<'a>(
+    object: &'a Value,
+    pointer: &str,
+    causes: &mut Vec<Cause>,
+) -> Option<&'a str> {
+    match object.pointer(pointer).and_then(Value::as_str) {
+        Some(text) if !text.is_empty() => Some(text),
+        _ => {
+            causes.push(cause(
+                "FieldValueRequired",
+                &field_path(pointer),
+                "Required value",
+            ));
+            None
+        }
+    }
+}
+
+/// A field that must be there (any type), else a `Required value` cause.
+pub(crate) fn required(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
+    if object.pointer(pointer).is_none_or(Value::is_null) {
+        causes.push(cause(
+            "FieldValueRequired",
+            &field_path(pointer),
+            "Required value",
+        ));
+    }
+}
+
+/// A string field that, when set, must be one of `allowed` (upstream's
+/// `field.NotSupported`).
+pub(crate) fn supported(object: &Value, pointer: &str, allowed: &[&str], causes: &mut Vec<Cause>) {
+    let Some(value) = object.pointer(pointer).and_then(Value::as_str) else {
+        return;
+    };
+    if !allowed.contains(&value) {
+        causes.push(not_supported(&field_path(pointer), value, allowed));
+    }
+}
+
+/// `Unsupported value: "x": supported values: "a", "b"`, the values in the order given
+/// (upstream passes a sorted set for most fields, a fixed list for some).
+pub(crate) fn not_supported(field: &str, value: &str, allowed: &[&str]) -> Cause {
+    let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    cause(
+        "FieldValueNotSupported",
+        field,
+        format!(
+            "Unsupported value: {value:?}: supported values: {}",
+            list.join(", ")
+        ),
+    )
+}
+
+/// An integer field that, when set, must be at least `min`.
+pub(crate) fn at_least(object: &Value, pointer: &str, min: i64, causes: &mut Vec<Cause>) {
+    if let Some(n) = object
+        .pointer(pointer)
+        .and_then(Value::as_i64)
+        .filter(|n| *n < min)
+    {
+        let message = if min == 0 {
+            format!("Invalid value: {n}: must be greater than or equal to 0")
+        } else {
+            format!("Invalid value: {n}: must be greater than or equal to {min}")
+        };
+        causes.push(cause("FieldValueInvalid", &field_path(pointer), message));
     }
 }
 

@@ -137,6 +137,12 @@ pub struct Column {
     doc: Doc,
 }
 
+impl Column {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
 pub const fn col(name: &'static str, kind: &'static str, priority: u8, doc: Doc) -> Column {
     Column {
         name,

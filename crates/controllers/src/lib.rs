@@ -6,6 +6,7 @@
 //! * [`deployment`]: rolling updates, recreates, revisions, rollbacks and rollout status.
 //! * [`endpoints`]: the ready and not-ready pod addresses behind each Service.
 //! * [`endpointslice`]: the same as `discovery.k8s.io` EndpointSlices, with conditions.
+//! * [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! * [`informer`]: one watch per kind, fanned out to every controller.
 //! * [`expectations`]: never act twice on a cache that has not seen our last writes.
 //! * [`labels`], [`podutil`], [`retry`]: selectors, pod facts, error backoff.
@@ -21,18 +22,20 @@ pub mod labels;
 pub mod podutil;
 pub mod replicaset;
 pub mod retry;
+pub mod serviceaccount;
 
 pub use error::Error;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use podium_client::events::{Recorder, Reporter};
 
 use informer::Informer;
 
-/// Run the ReplicaSet, Deployment, Endpoints and EndpointSlice controllers until their watches end.
+/// Run the ReplicaSet, Deployment, Endpoints, EndpointSlice and ServiceAccounts controllers
+/// until their watches end.
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let pods = Informer::start(Api::<Pod>::all(client.clone()));
     let replicasets = Informer::start(Api::<ReplicaSet>::all(client.clone()));
@@ -40,6 +43,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let services = Informer::start(Api::<Service>::all(client.clone()));
     let endpoints = Informer::start(Api::<Endpoints>::all(client.clone()));
     let slices = Informer::start(Api::<EndpointSlice>::all(client.clone()));
+    let namespaces = Informer::start(Api::<Namespace>::all(client.clone()));
+    let accounts = Informer::start(Api::<ServiceAccount>::all(client.clone()));
     // Every cache must have listed once before any controller acts: a ReplicaSet
     // reconciled against an empty pod cache would create its pods all over again.
     let ready = [
@@ -49,6 +54,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         services.ready().await,
         endpoints.ready().await,
         slices.ready().await,
+        namespaces.ready().await,
+        accounts.ready().await,
     ];
     if ready.contains(&false) {
         anyhow::bail!("a watch stopped before its cache was filled");
@@ -69,6 +76,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         ),
         endpoints::run(client.clone(), &services, &pods, &endpoints),
         endpointslice::run(client.clone(), &services, &pods, &slices),
+        serviceaccount::run(client.clone(), &namespaces, &accounts),
     );
     anyhow::bail!("the controllers stopped: their watches ended")
 }

@@ -20,9 +20,13 @@ use crate::status::Cause;
 use crate::table::{self, Column};
 
 pub mod apps;
+pub mod batch;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
+pub mod storage;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// What is special about one kind. Implementations are stateless values (built-in kinds) or
 /// built from run-time data (custom resources), and live for the whole process.

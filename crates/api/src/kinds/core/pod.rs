@@ -497,3 +497,22 @@ fn pod_row(pod: &Value, now: jiff::Timestamp) -> (Vec<Value>, Option<Value>) {
     ];
     (cells, row_conditions)
 }
+
+/// Defaults of the pod spec at `pointer` (`/spec/jobTemplate/spec/template/spec`...).
+pub(crate) fn default_pod_spec_at(object: &mut Value, pointer: &str) {
+    if let Some(spec) = object.pointer_mut(pointer) {
+        default_pod_spec(spec);
+    }
+}
+
+/// Check the pod template at `pointer` (`/spec/template`): its labels and its pod spec,
+/// with field paths from the object root.
+pub(crate) fn validate_template_at(object: &Value, pointer: &str, causes: &mut Vec<Cause>) {
+    crate::strategy::label_problems(object, &format!("{pointer}/metadata/labels"), causes);
+    let base = crate::strategy::field_path(pointer);
+    validate_pod_spec(
+        object.pointer(&format!("{pointer}/spec")),
+        &format!("{base}.spec"),
+        causes,
+    );
+}

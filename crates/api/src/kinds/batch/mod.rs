@@ -1,0 +1,4 @@
+//! `batch/v1`.
+
+pub mod cron_job;
+pub mod job;
