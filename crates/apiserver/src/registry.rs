@@ -70,12 +70,28 @@ pub fn set_resource_version(object: &mut Value, revision: Revision) {
     }
 }
 
+/// The largest object the store takes: etcd's default request limit (1.5 MiB), so objects
+/// that fit here fit an etcd backend too.
+pub const MAX_OBJECT_BYTES: usize = 3 * 512 * 1024;
+
 fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&object).map_err(|e| ApiError::internal(format!("encoding object: {e}")))
+    let bytes = serde_json::to_vec(&object)
+        .map_err(|e| ApiError::internal(format!("encoding object: {e}")))?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        // Upstream passes etcd's "etcdserver: request is too large" on as a 413.
+        return Err(ApiError::new(
+            podium_api::status::Reason::RequestEntityTooLarge,
+            format!(
+                "Request entity too large: etcdserver: request is too large: the object is {} bytes when stored, the limit is {MAX_OBJECT_BYTES} bytes (1.5 MiB)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
@@ -554,4 +570,23 @@ fn strip_rv(object: &Value) -> Value {
         meta.remove("resourceVersion");
     }
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_over_one_and_a_half_mib_are_413() {
+        let fits =
+            json!({"metadata": {"name": "a"}, "data": {"k": "x".repeat(MAX_OBJECT_BYTES - 100)}});
+        assert!(encode(&fits).is_ok());
+        let big = json!({"metadata": {"name": "a"}, "data": {"k": "x".repeat(2 << 20)}});
+        let e = encode(&big).unwrap_err();
+        assert_eq!(
+            (e.code(), e.reason.as_str()),
+            (413, "RequestEntityTooLarge")
+        );
+        assert!(e.message.contains("etcdserver: request is too large"));
+    }
 }

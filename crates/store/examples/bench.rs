@@ -134,6 +134,7 @@ async fn main() {
         store.compacted(),
         store.revision()
     );
+    println!("{}", store.file_stats().expect("stats"));
     drop(store);
     let _ = std::fs::remove_file(&path);
 }

@@ -791,6 +791,25 @@ impl SharedRedbStore {
             .map_err(|_| StoreError::Backend("the store writer stopped".into()))?
     }
 
+    /// Page accounting of the file, for benchmarks: (allocated, leaf, branch) pages, stored,
+    /// metadata and fragmented bytes, page size.
+    pub fn file_stats(&self) -> Result<String> {
+        let txn = self.0.inner.db.begin_write().map_err(backend)?;
+        let s = txn.stats().map_err(backend)?;
+        let out = format!(
+            "allocated pages {} (leaf {}, branch {}), stored {:.1} MB, metadata {:.1} MB, fragmented {:.1} MB, page {} B",
+            s.allocated_pages(),
+            s.leaf_pages(),
+            s.branch_pages(),
+            s.stored_bytes() as f64 / 1e6,
+            s.metadata_bytes() as f64 / 1e6,
+            s.fragmented_bytes() as f64 / 1e6,
+            s.page_size()
+        );
+        txn.abort().map_err(backend)?;
+        Ok(out)
+    }
+
     /// The compaction point: reads below it fail with [`StoreError::Compacted`].
     pub fn compacted(&self) -> Revision {
         self.0
