@@ -165,6 +165,7 @@ impl ServiceAllocator {
                 }
                 ("None", _) => "None".to_string(),
                 ("", None) => {
+                    // Offset 1, the range's first address, is the `kubernetes` Service's.
                     let mut rng = rand::rng();
                     let free = (0..256)
                         .map(|_| self.network + rng.random_range(2..self.size - 1))

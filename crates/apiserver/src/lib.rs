@@ -10,6 +10,7 @@
 //! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
 //! * [`allocate`]: Service cluster IPs and node ports.
+//! * [`kubernetes_service`]: the `kubernetes` Service in `default` and its endpoints.
 //! * [`gc`]: cascading deletion of dependents and namespaces.
 
 pub mod allocate;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod gc;
 pub mod handlers;
 pub mod health;
+pub mod kubernetes_service;
 pub mod list;
 pub mod negotiate;
 pub mod registry;
@@ -57,12 +59,12 @@ impl ApiServer {
         }
     }
 
-    /// Create the namespaces every cluster has, if missing.
+    /// Create the namespaces every cluster has, and the `kubernetes` Service, if missing.
     pub async fn bootstrap(&self) -> Result<(), podium_api::status::ApiError> {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             self.registry.ensure_namespace(ns).await?;
         }
-        Ok(())
+        kubernetes_service::reconcile(self).await
     }
 
     /// Compact the store's change history as upstream does: every `period`, drop what is

@@ -437,3 +437,82 @@ async fn health_endpoints_run_named_checks_as_upstream() {
         "[+]ping ok\n[+]log ok\n[+]etcd excluded: ok\n[+]shutdown ok\nwarn: some health checks cannot be excluded: no matches for \"nope\"\nreadyz check passed\n"
     );
 }
+
+#[tokio::test]
+async fn the_kubernetes_service_points_at_the_api_server() {
+    let h = harness().await;
+    let (code, service) = h
+        .get("/api/v1/namespaces/default/services/kubernetes")
+        .await;
+    assert_eq!(code, StatusCode::OK, "{service}");
+    assert_eq!(service["spec"]["clusterIP"], "10.43.0.1");
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}])
+    );
+    assert!(service["spec"].get("selector").is_none());
+    assert_eq!(service["metadata"]["labels"]["component"], "apiserver");
+    assert_eq!(service["metadata"]["labels"]["provider"], "kubernetes");
+
+    let (code, endpoints) = h
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await;
+    assert_eq!(code, StatusCode::OK, "{endpoints}");
+    assert_eq!(
+        endpoints["subsets"],
+        json!([{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}])
+    );
+    let (code, slice) = h
+        .get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+        .await;
+    assert_eq!(code, StatusCode::OK, "{slice}");
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["endpoints"][0]["addresses"], json!(["127.0.0.1"]));
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+
+    // Nobody else gets the first address.
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            Some(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "thief"},
+                "spec": {"clusterIP": "10.43.0.1", "ports": [{"port": 80}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+
+    // Changed or deleted, it is put back by the next reconcile.
+    let (code, _) = h
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/services/kubernetes",
+            Some(json!({"spec": {"ports": [{"name": "https", "port": 443, "targetPort": 1}]}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    h.call(
+        "DELETE",
+        "/api/v1/namespaces/default/endpoints/kubernetes",
+        None,
+    )
+    .await;
+    podium_apiserver::kubernetes_service::reconcile(&h.server)
+        .await
+        .unwrap();
+    let (_, service) = h
+        .get("/api/v1/namespaces/default/services/kubernetes")
+        .await;
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 6443);
+    let (code, _) = h
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    // A second start finds everything in place.
+    h.server.bootstrap().await.unwrap();
+}

@@ -199,7 +199,8 @@ async fn walkthrough(binary: &str) {
     let (_, out, _) = c
         .kubectl(binary, &["get", "deploy,svc", "-o", "name"], None)
         .await;
-    assert_eq!(out.trim(), "");
+    // Only the control plane's own Service is left.
+    assert_eq!(out.trim(), "service/kubernetes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,9 +78,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             advertise_address: args.listen.to_string(),
         },
     );
-    api.bootstrap()
-        .await
-        .map_err(|e| anyhow::anyhow!("bootstrapping namespaces: {e}"))?;
+    api.bootstrap().await.map_err(|e| {
+        anyhow::anyhow!("bootstrapping the namespaces and the kubernetes Service: {e}")
+    })?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -127,6 +127,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let compactor = api.clone();
     tasks.spawn(async move {
         compactor.run_compactor(Duration::from_secs(300)).await;
+        Ok(())
+    });
+    let kubernetes_service = api.clone();
+    tasks.spawn(async move {
+        podium_apiserver::kubernetes_service::run(kubernetes_service, Duration::from_secs(10))
+            .await;
         Ok(())
     });
     let gc = api.clone();
