@@ -99,3 +99,24 @@ def test_delete_answers_with_the_object_where_upstream_does(cluster: Cluster):
     namespace = core.delete_namespace("doomed")
     assert namespace["kind"] == "Namespace", namespace
     assert namespace["status"]["phase"] == "Terminating"
+
+
+def test_kubernetes_service_and_health_checks(cluster: Cluster):
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.api_client())
+    service = core.read_namespaced_service("kubernetes", "default")
+    assert service.spec.cluster_ip == "10.43.0.1"
+    assert [(p.name, p.port, p.target_port) for p in service.spec.ports] == [("https", 443, cluster.port)]
+    endpoints = core.read_namespaced_endpoints("kubernetes", "default")
+    assert [a.ip for a in endpoints.subsets[0].addresses] == ["127.0.0.1"]
+    assert [p.port for p in endpoints.subsets[0].ports] == [cluster.port]
+    table = cluster.kubectl("get", "service", "kubernetes").stdout
+    assert "10.43.0.1" in table and "443/TCP" in table, table
+
+    status, body = http_get(f"{cluster.server}/readyz?verbose")
+    assert status == 200
+    assert "[+]etcd ok\n" in body and body.endswith("readyz check passed\n"), body
+    assert http_get(f"{cluster.server}/livez/etcd") == (200, "ok")
+    status, body = http_get(f"{cluster.server}/healthz?verbose&exclude=etcd")
+    assert status == 200 and "[+]etcd excluded: ok\n" in body, body

@@ -534,6 +534,19 @@ fn resource_paths(
                 };
                 json!({"post": create.with(json!({"requestBody": request_body(binding), "responses": responses(binding, &["200", "201", "202"])}))})
             }
+            Subresource::Eviction => {
+                let eviction = "io.k8s.api.policy.v1.Eviction";
+                let eviction_gvk = gvk("policy", "v1", "Eviction");
+                let create = Operation {
+                    id: format!("create{token}{scope}{kind}Eviction"),
+                    action: "post",
+                    gvk: &eviction_gvk,
+                    tag: &tag,
+                    description: format!("create eviction of a {kind}"),
+                    parameters: write_params(),
+                };
+                json!({"post": create.with(json!({"requestBody": request_body(eviction), "responses": responses(eviction, &["200", "201", "202"])}))})
+            }
             Subresource::Log => {
                 let parameters = vec![
                     query(
@@ -607,6 +620,7 @@ fn sub_object(sub: Subresource, kind: &str) -> String {
     match sub {
         Subresource::Scale => "Scale".into(),
         Subresource::Binding => "Binding".into(),
+        Subresource::Eviction => "Eviction".into(),
         Subresource::Status | Subresource::Log => kind.into(),
     }
 }
@@ -660,6 +674,9 @@ fn group_version(group: &str, version: &str) -> Value {
         }
         if r.has(Subresource::Binding) {
             generator.subschema_for::<Binding>();
+        }
+        if r.has(Subresource::Eviction) {
+            generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
         }
     }
     let mut schemas = generator.take_definitions(true);

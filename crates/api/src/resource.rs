@@ -21,6 +21,8 @@ pub enum Subresource {
     Binding,
     /// `pods/log`: the container log, proxied from the node agent.
     Log,
+    /// `pods/eviction`: a `policy/v1` Eviction, the delete `kubectl drain` asks for.
+    Eviction,
 }
 
 impl Subresource {
@@ -30,6 +32,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Eviction => "eviction",
         }
     }
 }
@@ -145,7 +148,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Status, Binding, Log],
+        subresources: &[Status, Binding, Log, Eviction],
         behaviour: &kinds::core::pod::Pod,
     },
     ResourceInfo {

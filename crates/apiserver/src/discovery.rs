@@ -111,6 +111,9 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
                 Subresource::Log => {
                     json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Pod", "verbs": ["get"]})
                 }
+                Subresource::Eviction => {
+                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+                }
             };
             resources.push(entry);
         }

@@ -265,6 +265,9 @@ async fn route(
                 (Some(Subresource::Binding), Method::POST) => {
                     subresources::bind(&call, resource, ns, &name).await
                 }
+                (Some(Subresource::Eviction), Method::POST) => {
+                    subresources::evict(&call, resource, ns, &name).await
+                }
                 (Some(Subresource::Log), Method::GET) => {
                     subresources::log(&call, resource, ns, &name).await
                 }
@@ -583,6 +586,16 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
     } else {
         call.body_value()?
     };
+    delete_options_from(call, &body)
+}
+
+/// A delete's options, from a `DeleteOptions` body (or an Eviction's `deleteOptions`) and
+/// the query, the query winning as upstream.
+pub fn delete_request(call: &Call, body: &Value) -> Result<gc::DeleteRequest, ApiError> {
+    delete_options_from(call, body).map(|o| options_to_request(&o))
+}
+
+fn delete_options_from(call: &Call, body: &Value) -> Result<DeleteOptions, ApiError> {
     let grace = match call.param("gracePeriodSeconds") {
         Some(g) => Some(g.parse::<i64>().map_err(|_| {
             ApiError::bad_request(format!("gracePeriodSeconds: Invalid value: {g:?}"))

@@ -196,6 +196,57 @@ pub async fn bind(
     Ok(call.respond(StatusCode::CREATED, &status, &[]))
 }
 
+/// `POST pods/<name>/eviction` with a `policy/v1` Eviction: what `kubectl drain` and
+/// client-go's `EvictV1` send. Upstream (`pkg/registry/core/pod/storage/eviction.go`)
+/// checks the pod's PodDisruptionBudgets and answers 429 when one forbids the
+/// disruption; Podium serves no PodDisruptionBudgets yet, so every eviction is allowed and
+/// is the pod's delete with the Eviction's `deleteOptions` (graceful, as any pod delete).
+/// The answer is upstream's: 201 with a Success `Status`.
+pub async fn evict(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Response> {
+    let eviction = call.body_value()?;
+    match (
+        eviction.get("apiVersion").and_then(Value::as_str),
+        eviction.get("kind").and_then(Value::as_str),
+    ) {
+        (None | Some("policy/v1" | "policy/v1beta1"), None | Some("Eviction")) => {}
+        (version, kind) => {
+            return Err(ApiError::bad_request(format!(
+                "the body of pods/eviction must be a policy/v1 Eviction, not {} {}",
+                version.unwrap_or(""),
+                kind.unwrap_or("")
+            ))
+            .into());
+        }
+    }
+    if meta_str(&eviction, "name").is_some_and(|given| given != name) {
+        return Err(
+            ApiError::bad_request("name in URL does not match name in Eviction object").into(),
+        );
+    }
+    let options = eviction
+        .get("deleteOptions")
+        .filter(|o| !o.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let request = crate::handlers::delete_request(call, &options)?;
+    crate::handlers::delete_object(
+        &call.server,
+        resource,
+        namespace,
+        name,
+        &request,
+        call.dry_run(),
+    )
+    .await?;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(call.respond(StatusCode::CREATED, &status, &[]))
+}
+
 /// Which container a log request means: `?container=`, the default-container
 /// annotation, or the only one.
 fn log_container(call: &Call, pod: &Value, name: &str) -> Result<String, ApiError> {

@@ -516,3 +516,98 @@ async fn the_kubernetes_service_points_at_the_api_server() {
     // A second start finds everything in place.
     h.server.bootstrap().await.unwrap();
 }
+
+#[tokio::test]
+async fn pods_eviction_is_a_graceful_delete_answered_201() {
+    let h = harness().await;
+    let (_, discovery) = h.get("/api/v1").await;
+    let entry = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods/eviction")
+        .cloned()
+        .expect("pods/eviction in discovery");
+    assert_eq!(
+        (
+            &entry["group"],
+            &entry["version"],
+            &entry["kind"],
+            &entry["verbs"]
+        ),
+        (
+            &json!("policy"),
+            &json!("v1"),
+            &json!("Eviction"),
+            &json!(["create"])
+        )
+    );
+
+    for (name, node) in [("bound", Some("n1")), ("pending", None)] {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "i:1"}]}});
+        if let Some(node) = node {
+            pod["spec"]["nodeName"] = json!(node);
+        }
+        let (code, _) = h
+            .call("POST", "/api/v1/namespaces/default/pods", Some(pod))
+            .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    // What kubectl drain sends (as JSON here; protobuf from kubectl 1.32+).
+    let eviction = |name: &str| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": "default"},
+            "deleteOptions": {"gracePeriodSeconds": 5}})
+    };
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/pods/bound/eviction",
+            Some(eviction("bound")),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{status}");
+    assert_eq!(
+        status,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    );
+    // A pod on a node ends gracefully, with the eviction's grace period.
+    let (code, pod) = h.get("/api/v1/namespaces/default/pods/bound").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{pod}");
+    assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 5);
+    // A pod on no node goes at once.
+    let (code, _) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/pods/pending/eviction",
+            Some(eviction("pending")),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = h.get("/api/v1/namespaces/default/pods/pending").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/pods/bound/eviction",
+            Some(eviction("other")),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert_eq!(
+        status["message"],
+        "name in URL does not match name in Eviction object"
+    );
+    let (code, status) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/pods/nope/eviction",
+            Some(eviction("nope")),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{status}");
+    assert_eq!(status["message"], "pods \"nope\" not found");
+}
