@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 
-from podium_cluster import Cluster, http_get
+from podium_cluster import Cluster, SampleImages, http_get, wait_for
 
 # A PEM block base64-wrapped at 64 columns, as the Kubernetes docs' TLS Secret example
 # (and `base64` without -w0) writes it; Go's decoder skips the line breaks.
@@ -120,3 +120,25 @@ def test_kubernetes_service_and_health_checks(cluster: Cluster):
     assert http_get(f"{cluster.server}/livez/etcd") == (200, "ok")
     status, body = http_get(f"{cluster.server}/healthz?verbose&exclude=etcd")
     assert status == 200 and "[+]etcd excluded: ok\n" in body, body
+
+
+def test_kubectl_drain_evicts_pods(cluster: Cluster, sample_images: SampleImages):
+    # `kubectl drain` cordons the node, then POSTs a policy/v1 Eviction per pod (protobuf
+    # from kubectl 1.32 on) and waits until each pod is gone.
+    cluster.import_image(sample_images.v1)
+    cluster.kubectl("run", "drained", "--image=sample-app:v1", "--port=8080")
+
+    def running() -> tuple[bool, str]:
+        pod = cluster.kubectl_json("get", "pod", "drained")
+        return pod["status"].get("phase") == "Running", pod["status"].get("phase", "")
+
+    wait_for("pod drained to run", running, timeout=60, diagnostics=cluster.diagnostics)
+    node = cluster.kubectl("get", "nodes", "-o", "name").stdout.strip().removeprefix("node/")
+    done = cluster.kubectl(
+        "drain", node, "--force", "--ignore-daemonsets", "--grace-period=5", "--timeout=90s", timeout=120
+    )
+    assert "evicting pod default/drained" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert f"node/{node} drained" in done.stdout, done.stdout
+    assert cluster.kubectl("get", "pod", "drained", check=False).returncode != 0
+    assert cluster.kubectl_json("get", "node", node)["spec"].get("unschedulable") is True
+    cluster.kubectl("uncordon", node)
