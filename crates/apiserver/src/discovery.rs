@@ -130,13 +130,90 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
     ))
 }
 
-/// `/openapi/v2`: kubectl falls back to it (as protobuf) to validate kinds it did not find in
+/// `/openapi/v2`, negotiated as kube-openapi does: the first Accept clause it can serve
+/// wins, protobuf (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) or JSON
+/// (`application/json`, `*/*`, no Accept); anything else is 406.
+pub async fn openapi_v2(headers: http::HeaderMap) -> Response {
+    let accept: Vec<String> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|clause| {
+            clause
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|media| !media.is_empty())
+        .collect();
+    if accept.is_empty() {
+        return openapi_v2_json();
+    }
+    for media in &accept {
+        if media.starts_with("application/com.github.proto-openapi.spec.v2") {
+            return openapi_v2_protobuf();
+        }
+        if matches!(media.as_str(), "application/json" | "*/*" | "application/*") {
+            return openapi_v2_json();
+        }
+    }
+    Failure(ApiError::new(
+        Reason::NotAcceptable,
+        format!(
+            "only the following media types are accepted: application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf (got {:?})",
+            accept.join(",")
+        ),
+    ))
+    .into_response()
+}
+
+/// `/openapi/v2` as JSON (what the Python client's and other tools' validators read): a
+/// swagger 2.0 document whose `definitions` are every served type's schema, taken from
+/// the OpenAPI v3 documents (`#/components/schemas/` becomes `#/definitions/`). Built on
+/// first use and kept as bytes only.
+fn openapi_v2_json() -> Response {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let bytes = BYTES.get_or_init(|| {
+        let mut definitions = serde_json::Map::new();
+        for (group, version) in group_versions() {
+            let Some((bytes, _)) = podium_api::openapi::group_version_bytes(group, version) else {
+                continue;
+            };
+            let text =
+                String::from_utf8_lossy(bytes).replace("#/components/schemas/", "#/definitions/");
+            let Ok(document) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if let Some(Value::Object(schemas)) = document.pointer("/components/schemas").cloned() {
+                definitions.extend(schemas);
+            }
+        }
+        let document = json!({
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
+            "paths": {},
+            "definitions": definitions,
+        });
+        serde_json::to_vec(&document).unwrap_or_default()
+    });
+    let mut response = (StatusCode::OK, bytes.clone()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `/openapi/v2` in protobuf: kubectl falls back to it to validate kinds it did not find in
 /// the v3 documents. Podium describes its kinds in v3 only, so this is a valid, empty
 /// gnostic `openapi_v2.Document` (swagger "2.0", info, no paths or definitions): kubectl
 /// then finds no schema, skips client-side validation, and reports an unknown kind as
 /// upstream does ("no matches for kind"). Encoded by hand: three fields are not worth a
 /// protobuf dependency.
-pub async fn openapi_v2() -> Response {
+fn openapi_v2_protobuf() -> Response {
     fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
         let mut out = vec![(number << 3) | 2, bytes.len() as u8];
         out.extend_from_slice(bytes);

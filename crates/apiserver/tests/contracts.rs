@@ -611,3 +611,50 @@ async fn pods_eviction_is_a_graceful_delete_answered_201() {
     assert_eq!(code, StatusCode::NOT_FOUND, "{status}");
     assert_eq!(status["message"], "pods \"nope\" not found");
 }
+
+#[tokio::test]
+async fn openapi_v2_is_negotiated() {
+    let h = harness().await;
+    let get = |accept: &'static str| {
+        let router = h.server.router();
+        async move {
+            let mut request = Request::builder().uri("/openapi/v2");
+            if !accept.is_empty() {
+                request = request.header("accept", accept);
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, content_type, body)
+        }
+    };
+    for accept in ["", "application/json", "*/*", "application/json, */*"] {
+        let (status, content_type, body) = get(accept).await;
+        assert_eq!(status, StatusCode::OK, "Accept {accept:?}");
+        assert_eq!(content_type, "application/json");
+        let document: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(document["swagger"], "2.0");
+        let pod = &document["definitions"]["io.k8s.api.core.v1.Pod"];
+        assert!(pod["properties"]["spec"].is_object(), "{pod}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("#/components/"),
+            "v3 references left"
+        );
+    }
+    // kubectl's Accept: the protobuf document.
+    let (status, content_type, _) =
+        get("application/com.github.proto-openapi.spec.v2@v1.0+protobuf").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.contains("protobuf"), "{content_type}");
+    let (status, _, body) = get("application/yaml").await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    let status: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["reason"], "NotAcceptable");
+}
