@@ -365,6 +365,27 @@ async fn oversized_and_pathological_bodies_get_a_status() {
         String::from_utf8_lossy(&body)
     );
 
+    // A YAML alias bomb ("billion laughs"): refused by the decoder's budget, not expanded.
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\na0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    bomb.push_str("data: {k: *a9}\n");
+    let (code, body) = h
+        .raw(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/yaml",
+            bomb.into_bytes(),
+        )
+        .await;
+    let status: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{status}");
+    assert_eq!(status["kind"], "Status");
+
     // A 100,000-operation JSON patch: applied or refused, never a crash or a 5xx.
     let operations: Vec<Value> = (0..100_000)
         .map(|i| json!({"op": "add", "path": format!("/data/k{}", i % 100), "value": "v"}))
