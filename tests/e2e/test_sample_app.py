@@ -194,7 +194,10 @@ def test_deploy_v1_and_service(cluster: Cluster, sample_images: SampleImages):
     described = cluster.kubectl("describe", "service", "sample-app-loadbalancer").stdout
     endpoints_line = next((line for line in described.splitlines() if line.startswith("Endpoints:")), "")
     assert sorted(endpoints_line.split(":", 1)[1].strip().split(",")) == [f"{ip}:8080" for ip in pod_ips], described
-    slices = parse_table(cluster.kubectl("get", "endpointslices").stdout)
+    # (The control plane's own `kubernetes` slice sits beside it.)
+    slices = parse_table(
+        cluster.kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=sample-app-loadbalancer").stdout
+    )
     assert [(row["ADDRESSTYPE"], row["PORTS"]) for row in slices] == [("IPv4", "8080")], slices
     assert sorted(slices[0]["ENDPOINTS"].split(",")) == pod_ips, slices
 
