@@ -205,6 +205,29 @@ fn column_definitions(columns: &[Column]) -> Value {
         .collect()
 }
 
+/// The columns upstream's default table convertor gives kinds without a printer (Roles,
+/// LimitRanges...): `kubectl get` prints `NAME` and `CREATED AT`.
+pub(crate) const NAME_AND_CREATED_AT: &[Column] = &[
+    NAME,
+    col(
+        "Created At",
+        "date",
+        0,
+        Doc::Field(META, "creationTimestamp"),
+    ),
+];
+
+/// The cells of [`NAME_AND_CREATED_AT`]: the creation time in RFC 3339, UTC.
+pub(crate) fn name_and_created_at(o: &Value) -> Vec<Value> {
+    let created = timestamp(
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+    )
+    .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    vec![json!(s(o, "/metadata/name")), json!(created)]
+}
+
 /// The `Name` and `Age` cells every printer starts and ends with.
 pub(crate) fn name_and_age(o: &Value, now: jiff::Timestamp) -> [Value; 2] {
     [

@@ -20,10 +20,16 @@ use crate::status::Cause;
 use crate::table::{self, Column};
 
 pub mod apps;
+pub mod autoscaling;
 pub mod batch;
+pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
+pub mod networking;
+pub mod policy;
+pub mod rbac;
+pub mod scheduling;
 pub mod storage;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,0 +1,3 @@
+//! `autoscaling/v2`.
+
+pub mod horizontal_pod_autoscaler;
