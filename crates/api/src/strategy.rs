@@ -153,24 +153,11 @@ fn unknown_fields(input: &Value, decoded: &Value, path: &str, out: &mut Vec<Stri
 }
 
 /// Whether a DELETE that removes the object answers with the object rather than a
-/// Success `Status`: upstream's registries that set `ReturnDeletedObject: true` (each
-/// kind's `pkg/registry/<group>/<kind>/storage/storage.go`). Typed clients depend on it:
-/// the Python client parses `delete_namespaced_service` as a `V1Service`. Deletes that only
+/// Success `Status` ([`crate::kinds::Kind::returns_deleted_object`]). Deletes that only
 /// mark the object (graceful pods, finalizers, namespaces terminating) answer with the
 /// object for every kind.
 pub fn returns_deleted_object(resource: &ResourceInfo) -> bool {
-    matches!(
-        (resource.group, resource.plural),
-        (
-            "",
-            "pods"
-                | "services"
-                | "namespaces"
-                | "serviceaccounts"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-        ) | ("storage.k8s.io", "storageclasses")
-    )
+    resource.behaviour.returns_deleted_object()
 }
 
 /// Fields `?fieldSelector=` may use for a kind (upstream's per-kind field label conversions).

@@ -253,6 +253,28 @@ async fn delete_answers_with_the_object_where_upstream_does() {
     assert!(deleted["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(deleted["status"]["phase"], "Terminating");
 
+    // A cluster-scoped kind of another group that upstream answers with the object.
+    let (code, _) = h
+        .call(
+            "POST",
+            "/apis/storage.k8s.io/v1/storageclasses",
+            Some(
+                json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": "fast"}, "provisioner": "example.com/x"}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, deleted) = h
+        .call(
+            "DELETE",
+            "/apis/storage.k8s.io/v1/storageclasses/fast",
+            Some(options.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["kind"], "StorageClass", "{deleted}");
+
     // ConfigMaps (no ReturnDeletedObject upstream) answer with a Success Status.
     let (code, _) = h
         .call(

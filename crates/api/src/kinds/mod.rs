@@ -94,6 +94,14 @@ pub trait Kind: Send + Sync {
         (table::name_and_age(object, now).to_vec(), None)
     }
 
+    /// Whether a DELETE that removes the object answers with the object rather than a
+    /// Success `Status`: upstream's registries that set `ReturnDeletedObject: true` (each
+    /// kind's `pkg/registry/<group>/<kind>/storage/storage.go`). Typed clients depend on
+    /// it: the Python client parses `delete_namespaced_service` as a `V1Service`.
+    fn returns_deleted_object(&self) -> bool {
+        false
+    }
+
     /// What Podium does not act on yet for objects of this kind, said in a `Warning:` on
     /// every create and update (e.g. no controller runs them). None when all is acted on.
     fn not_acted_on(&self) -> Option<&'static str> {

@@ -9,6 +9,11 @@ use crate::table::{AGE, Column, Doc, NAME, col, name_and_age, s};
 pub struct Namespace;
 
 impl Kind for Namespace {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::core::v1::Namespace);
 
     fn selectable_fields(&self) -> &'static [&'static str] {

@@ -44,6 +44,11 @@ pub(crate) const ACCESS_MODES: &[&str] = &[
 ];
 
 impl Kind for PersistentVolume {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::core::v1::PersistentVolume);
 
     fn quantity_maps<'a>(&self, object: &'a Value) -> Vec<&'a Value> {

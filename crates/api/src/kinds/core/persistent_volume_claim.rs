@@ -15,6 +15,11 @@ use crate::table::{AGE, Column, Doc, NAME, arr, col, name_and_age, s};
 pub struct PersistentVolumeClaim;
 
 impl Kind for PersistentVolumeClaim {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::core::v1::PersistentVolumeClaim);
 
     fn quantity_maps<'a>(&self, object: &'a Value) -> Vec<&'a Value> {

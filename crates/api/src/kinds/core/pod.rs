@@ -14,6 +14,11 @@ use crate::table::{
 pub struct Pod;
 
 impl Kind for Pod {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::core::v1::Pod);
 
     fn quantity_maps<'a>(&self, object: &'a Value) -> Vec<&'a Value> {

@@ -12,6 +12,11 @@ use crate::table::{AGE, Column, Doc, NAME, arr, col, format_labels, n, name_and_
 pub struct Service;
 
 impl Kind for Service {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::core::v1::Service);
 
     fn selectable_fields(&self) -> &'static [&'static str] {

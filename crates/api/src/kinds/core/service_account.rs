@@ -9,6 +9,11 @@ use crate::table::{AGE, Column, Doc, NAME, arr, col, name_and_age};
 pub struct ServiceAccount;
 
 impl Kind for ServiceAccount {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::core::v1::ServiceAccount);
 
     fn columns(&self) -> &'static [Column] {

@@ -11,6 +11,11 @@ use crate::table::{AGE, Column, Doc, NAME, col, name_and_age, s};
 pub struct StorageClass;
 
 impl Kind for StorageClass {
+    /// Upstream's registry sets `ReturnDeletedObject: true` for this kind.
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     typed_as!(k8s_openapi::api::storage::v1::StorageClass);
 
     fn apply_defaults(&self, object: &mut Value) {
