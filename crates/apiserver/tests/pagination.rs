@@ -318,3 +318,43 @@ async fn not_older_than_a_future_revision_waits_for_it() {
             .starts_with("Timeout: Too large resource version")
     );
 }
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_revision_gets_410_expired() {
+    let h = harness().await;
+    h.create("a", "1").await;
+    let (_, list) = h.get(CONFIGMAPS).await;
+    let old = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.update("a", "2").await;
+    h.update("a", "3").await;
+    let store = h.server.registry.store.clone();
+    store.compact(store.revision()).await.unwrap();
+    let request = Request::builder()
+        .uri(format!(
+            "{CONFIGMAPS}?watch=true&resourceVersion={old}&timeoutSeconds=2"
+        ))
+        .body(Body::empty())
+        .unwrap();
+    let response = h.server.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let first: Value =
+        serde_json::from_slice(bytes.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ERROR", "{first}");
+    assert_eq!(first["object"]["code"], 410);
+    assert_eq!(first["object"]["reason"], "Expired");
+    // From the compaction point itself the watch works.
+    let now = store.revision();
+    let request = Request::builder()
+        .uri(format!(
+            "{CONFIGMAPS}?watch=true&resourceVersion={now}&timeoutSeconds=1"
+        ))
+        .body(Body::empty())
+        .unwrap();
+    let response = h.server.router().oneshot(request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&bytes).contains("ERROR"));
+}
