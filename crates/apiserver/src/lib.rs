@@ -11,11 +11,13 @@
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
 //! * [`allocate`]: Service cluster IPs and node ports.
 //! * [`kubernetes_service`]: the `kubernetes` Service in `default` and its endpoints.
+//! * [`event_ttl`]: Events expire after `--event-ttl`.
 //! * [`gc`]: cascading deletion of dependents and namespaces.
 
 pub mod allocate;
 pub mod discovery;
 pub mod error;
+pub mod event_ttl;
 pub mod gc;
 pub mod handlers;
 pub mod health;
@@ -65,23 +67,6 @@ impl ApiServer {
             self.registry.ensure_namespace(ns).await?;
         }
         kubernetes_service::reconcile(self).await
-    }
-
-    /// Compact the store's change history as upstream does: every `period`, drop what is
-    /// older than the revision seen one period ago, so watches can resume from anything
-    /// newer than that and the log does not grow without bound.
-    pub async fn run_compactor(&self, period: std::time::Duration) {
-        let store = self.registry.store.clone();
-        let mut previous = store.revision();
-        loop {
-            tokio::time::sleep(period).await;
-            if previous > 0 {
-                if let Err(e) = store.compact(previous).await {
-                    tracing::warn!(error = %e, "compaction failed");
-                }
-            }
-            previous = store.revision();
-        }
     }
 
     /// The HTTP router: health, discovery, OpenAPI and every resource path.

@@ -74,6 +74,9 @@ pub struct UpArgs {
     /// The node bridge's name.
     #[arg(long, default_value = "podium0")]
     pub bridge: String,
+    /// How long an Event is kept after it was last seen, as kube-apiserver's flag.
+    #[arg(long, default_value = "1h", value_parser = podium_apiserver::event_ttl::parse_duration)]
+    pub event_ttl: std::time::Duration,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

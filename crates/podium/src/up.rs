@@ -124,9 +124,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     tasks.spawn(podium_scheduler::run(client.clone()));
     tasks.spawn(podium_agent::run(client.clone(), agent_config, runtime));
     tasks.spawn(podium_proxy::run(client.clone(), proxy_config));
-    let compactor = api.clone();
+    // The store compacts its own history; Events expire here.
+    let events = api.registry.store.clone();
+    let event_ttl = args.event_ttl;
     tasks.spawn(async move {
-        compactor.run_compactor(Duration::from_secs(300)).await;
+        podium_apiserver::event_ttl::run(events, event_ttl).await;
         Ok(())
     });
     let kubernetes_service = api.clone();
