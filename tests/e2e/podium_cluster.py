@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -53,10 +54,19 @@ def child_environment() -> dict[str, str]:
     return environment
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+def tls_opener(ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None):
+    """A urllib opener without proxies that trusts only the cluster CA (and presents a
+    client certificate when given one)."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    if cert_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file))
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+
+def http_get(url: str, timeout: float = 2.0, opener=None) -> tuple[int, str]:
     """GET without proxies; returns (status, body). Raises OSError on connection failure."""
     try:
-        with _DIRECT_OPENER.open(url, timeout=timeout) as response:
+        with (opener or _DIRECT_OPENER).open(url, timeout=timeout) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")
@@ -302,11 +312,18 @@ class Cluster:
         self.data_dir = data_dir
         self.work_dir = work_dir
         self.port = free_loopback_port()
-        self.server = f"http://127.0.0.1:{self.port}"
+        self.server = f"https://127.0.0.1:{self.port}"
         self.kubeconfig = data_dir / "kubeconfig"
+        # The cluster CA and the admin's client certificate, written by `podium up`.
+        self.ca_file = data_dir / "pki" / "ca.crt"
+        self.admin_cert = data_dir / "pki" / "admin.crt"
+        self.admin_key = data_dir / "pki" / "admin.key"
+        self._opener = None
         self.log_path = work_dir / "podium-up.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        # More `podium up` flags for the next start (e.g. --token-auth-file).
+        self.extra_args: list[str] = []
         self._cache_dirs = 0
         self._api_client = None
         # Pod UIDs seen while the server ran: the leak check looks for their netns and cgroups.
@@ -332,6 +349,7 @@ class Cluster:
                     "127.0.0.1",
                     "--listen",
                     f"127.0.0.1:{self.port}",
+                    *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -344,13 +362,17 @@ class Cluster:
         finally:
             log.close()
         self._api_client = None
+        self._opener = None
 
         def ready() -> tuple[bool, str]:
             code = self.process.poll() if self.process else None
             if code is not None:
                 raise AssertionError(f"podium up exited with {code} before it was ready:\n{self.log_tail()}")
-            status, body = http_get(f"{self.server}/readyz", timeout=2)
-            done = status == 200 and body.strip() == "ok" and self.kubeconfig.exists()
+            if not (self.ca_file.exists() and self.kubeconfig.exists() and self.admin_key.exists()):
+                return False, "waiting for the CA, the admin credentials and the kubeconfig"
+            # /readyz is public: anonymous, trusting only the cluster CA.
+            status, body = http_get(f"{self.server}/readyz", timeout=2, opener=tls_opener(self.ca_file))
+            done = status == 200 and body.strip() == "ok"
             return done, f"/readyz -> {status} {body.strip()!r}; kubeconfig exists: {self.kubeconfig.exists()}"
 
         try:
@@ -443,6 +465,13 @@ class Cluster:
 
     def kubectl_json(self, *args: str, timeout: float = 60) -> dict:
         return json.loads(self.kubectl(*args, "-o", "json", timeout=timeout).stdout)
+
+    @property
+    def opener(self):
+        """urllib opener authenticated as the admin (client certificate), trusting the CA."""
+        if self._opener is None:
+            self._opener = tls_opener(self.ca_file, self.admin_cert, self.admin_key)
+        return self._opener
 
     def api_client(self):
         """The official Python client configured from the kubeconfig (reused until a restart)."""

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
-from podium_cluster import _DIRECT_OPENER, Cluster, http_get
+from podium_cluster import Cluster, http_get
 
 # PODIUM_FUZZ_SEED explores other inputs; the default keeps CI's run repeatable.
 SEED = int(os.environ.get("PODIUM_FUZZ_SEED", "20261123"))
@@ -146,12 +146,12 @@ def mutated(rng: random.Random, template: dict) -> dict:
     return document
 
 
-def call(server: str, method: str, path: str, body: bytes | None, content_type: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(server + path, data=body, method=method)
+def call(cluster: Cluster, method: str, path: str, body: bytes | None, content_type: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(cluster.server + path, data=body, method=method)
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
-        with _DIRECT_OPENER.open(request, timeout=10) as response:
+        with cluster.opener.open(request, timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -178,7 +178,7 @@ def test_bad_input_gets_status_errors_and_never_a_5xx(cluster: Cluster):
     rng = random.Random(SEED)
     server = cluster.server
     status, _ = call(
-        server, "POST", "/api/v1/namespaces", json.dumps({"metadata": {"name": NAMESPACE}}).encode(), "application/json"
+        cluster, "POST", "/api/v1/namespaces", json.dumps({"metadata": {"name": NAMESPACE}}).encode(), "application/json"
     )
     assert status == 201, status
 
@@ -220,7 +220,7 @@ def test_bad_input_gets_status_errors_and_never_a_5xx(cluster: Cluster):
             path = rng.choice([base, f"{base}/{name}", f"{base}/{name}{rng.choice(ODD_PATHS)}"])
             path += rng.choice(BAD_QUERIES)
             content_type = ""
-        status, body = call(server, method, path, document, content_type)
+        status, body = call(cluster, method, path, document, content_type)
         sent += 1
         if status < 400:
             counts["2xx"] += 1
@@ -234,7 +234,7 @@ def test_bad_input_gets_status_errors_and_never_a_5xx(cluster: Cluster):
     assert not problems, f"{len(problems)} answers broke the error contract:\n" + "\n".join(problems)
     # The run means something only if both kinds of answer came back in numbers.
     assert counts["2xx"] > 100 and counts["4xx"] > 100, counts
-    status, body = http_get(f"{server}/readyz")
+    status, body = http_get(f"{server}/readyz", opener=cluster.opener)
     assert (status, body.strip()) == (200, "ok"), (status, body)
     listing = cluster.kubectl("get", "all,configmaps,secrets", "-n", NAMESPACE, check=False)
     assert listing.returncode == 0, listing.stderr

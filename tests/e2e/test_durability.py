@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-from podium_cluster import _DIRECT_OPENER, Cluster
+from podium_cluster import Cluster
 
 ROUNDS = 4
 WRITERS = 4
@@ -25,9 +25,10 @@ SEED = 7
 class Writer(threading.Thread):
     """Writes its own ConfigMaps; remembers what the server acknowledged for each."""
 
-    def __init__(self, server: str, index: int, round_number: int):
+    def __init__(self, cluster: Cluster, index: int, round_number: int):
         super().__init__(daemon=True)
-        self.server = server
+        self.server = cluster.server
+        self.opener = cluster.opener
         self.prefix = f"w{index}-r{round_number}"
         self.rng = random.Random(SEED * 100 + index * 10 + round_number)
         # name -> (value, resourceVersion) acknowledged last, or None once deleted.
@@ -41,7 +42,7 @@ class Writer(threading.Thread):
         request = urllib.request.Request(self.server + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
         try:
-            with _DIRECT_OPENER.open(request, timeout=5) as response:
+            with self.opener.open(request, timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, {}
@@ -69,7 +70,7 @@ class Writer(threading.Thread):
                         f"{self.server}{base}/{name}", data=json.dumps(body).encode(), method="PATCH"
                     )
                     request.add_header("Content-Type", "application/merge-patch+json")
-                    with _DIRECT_OPENER.open(request, timeout=5) as response:
+                    with self.opener.open(request, timeout=5) as response:
                         answer = json.loads(response.read())
                     self.acknowledged[name] = (value, answer["metadata"]["resourceVersion"])
                 else:
@@ -84,8 +85,8 @@ class Writer(threading.Thread):
                 return
 
 
-def stored_config_maps(server: str) -> dict[str, dict]:
-    with _DIRECT_OPENER.open(f"{server}/api/v1/namespaces/default/configmaps", timeout=10) as response:
+def stored_config_maps(cluster: Cluster) -> dict[str, dict]:
+    with cluster.opener.open(f"{cluster.server}/api/v1/namespaces/default/configmaps", timeout=10) as response:
         items = json.loads(response.read())["items"]
     return {item["metadata"]["name"]: item for item in items}
 
@@ -96,7 +97,7 @@ def test_nothing_acknowledged_is_lost_to_kill_9(cluster: Cluster):
     uncertain: set[str] = set()
     total_acknowledged = 0
     for round_number in range(ROUNDS):
-        writers = [Writer(cluster.server, index, round_number) for index in range(WRITERS)]
+        writers = [Writer(cluster, index, round_number) for index in range(WRITERS)]
         for writer in writers:
             writer.start()
         time.sleep(rng.uniform(0.3, 1.5))
@@ -109,7 +110,7 @@ def test_nothing_acknowledged_is_lost_to_kill_9(cluster: Cluster):
             total_acknowledged += len(writer.acknowledged)
 
         cluster.restart()
-        stored = stored_config_maps(cluster.server)
+        stored = stored_config_maps(cluster)
         lost = []
         for name, state in history.items():
             if name in uncertain:

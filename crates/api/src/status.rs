@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     BadRequest,
+    Unauthorized,
     NotFound,
     AlreadyExists,
     Conflict,
@@ -26,6 +27,7 @@ impl Reason {
     pub fn code(self) -> u16 {
         match self {
             Reason::BadRequest => 400,
+            Reason::Unauthorized => 401,
             Reason::NotFound => 404,
             Reason::MethodNotAllowed => 405,
             Reason::NotAcceptable => 406,
@@ -43,6 +45,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::BadRequest => "BadRequest",
+            Reason::Unauthorized => "Unauthorized",
             Reason::NotFound => "NotFound",
             Reason::AlreadyExists => "AlreadyExists",
             Reason::Conflict => "Conflict",

@@ -9,12 +9,15 @@
 //! * [`subresources`]: status, scale, binding, log.
 //! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
+//! * [`auth`]: who a request comes from (client certificates, bearer tokens); 401 otherwise.
+//! * [`tls`]: HTTPS serving with client certificates.
 //! * [`allocate`]: Service cluster IPs and node ports.
 //! * [`kubernetes_service`]: the `kubernetes` Service in `default` and its endpoints.
 //! * [`event_ttl`]: Events expire after `--event-ttl`.
 //! * [`gc`]: cascading deletion of dependents and namespaces.
 
 pub mod allocate;
+pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod event_ttl;
@@ -27,6 +30,7 @@ pub mod negotiate;
 pub mod registry;
 pub mod request;
 pub mod subresources;
+pub mod tls;
 pub mod watch;
 
 use std::sync::Arc;
@@ -69,7 +73,19 @@ impl ApiServer {
         kubernetes_service::reconcile(self).await
     }
 
-    /// The HTTP router: health, discovery, OpenAPI and every resource path.
+    /// The router behind authentication: what `podium up` and `podium server` serve.
+    /// Requests without valid credentials get 401 except the public health and version
+    /// paths; handlers find the [`auth::User`] in the request's extensions.
+    pub fn authenticated_router(&self, authenticator: Arc<auth::Authenticator>) -> Router {
+        self.router().layer(axum::middleware::from_fn_with_state(
+            authenticator,
+            auth::authenticate,
+        ))
+    }
+
+    /// The HTTP router: health, discovery, OpenAPI and every resource path, without
+    /// authentication (in-process tests; anything on a socket uses
+    /// [`ApiServer::authenticated_router`]).
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(health::healthz))

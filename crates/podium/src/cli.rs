@@ -59,9 +59,12 @@ pub struct UpArgs {
     /// The address the node reports; LoadBalancer and NodePort services listen on it.
     #[arg(long, default_value = "127.0.0.1")]
     pub node_ip: IpAddr,
-    /// Where the API server listens.
+    /// Where the API server listens (HTTPS only; `0.0.0.0:6443` for every address).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Static bearer tokens, as kube-apiserver's: CSV lines `token,user,uid[,"group1,group2"]`.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
     /// The node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,

@@ -2,6 +2,7 @@
 //! lives in its own crate; see `docs/architecture.md`.
 
 mod cli;
+mod credentials;
 mod up;
 
 use clap::Parser;

@@ -1,5 +1,6 @@
 //! `podium up`: one process running the whole single-node cluster, each component
-//! talking to the API server over HTTP exactly as it would from another host.
+//! talking to the API server over HTTPS, with its own identity, exactly as it would from
+//! another host.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use podium_runtime::Runtime;
 use podium_runtime_embedded::{EmbeddedConfig, EmbeddedRuntime};
 
 use crate::cli::UpArgs;
+use crate::credentials::{self, ClusterCredentials};
 
 /// The interface that holds every Service ClusterIP on this node.
 const CLUSTER_IP_INTERFACE: &str = "podium-svc";
@@ -35,14 +37,22 @@ fn data_dir_tag(data_dir: &Path) -> String {
     format!("{hash:08x}")
 }
 
-fn write_kubeconfig(path: &Path, server: &str) -> anyhow::Result<()> {
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: podium\n  cluster:\n    server: {server}\ncontexts:\n- name: podium\n  context:\n    cluster: podium\n    user: admin\n    namespace: default\ncurrent-context: podium\nusers:\n- name: admin\n  user: {{}}\n"
-    );
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// The first address of a CIDR: the `kubernetes` Service's ClusterIP, which in-cluster
+/// clients reach the API server by, so it is in the serving certificate.
+fn first_address(cidr: &str) -> anyhow::Result<std::net::IpAddr> {
+    let (ip, bits) = cidr
+        .split_once('/')
+        .with_context(|| format!("--service-cidr {cidr:?} is not a CIDR such as 10.43.0.0/16"))?;
+    let ip: std::net::Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("--service-cidr {cidr:?}: {ip:?} is not an IPv4 address"))?;
+    let bits: u32 = bits
+        .parse()
+        .ok()
+        .filter(|b| (1..=30).contains(b))
+        .with_context(|| format!("--service-cidr {cidr:?}: the prefix length must be 1-30"))?;
+    let network = u32::from(ip) & (u32::MAX << (32 - bits));
+    Ok(std::net::Ipv4Addr::from(network + 1).into())
 }
 
 fn host_name() -> String {
@@ -89,14 +99,37 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
-    let router = api.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let url = format!("http://{}", args.listen);
-    write_kubeconfig(&data_dir.join("kubeconfig"), &url)?;
-    tracing::info!(api = %url, kubeconfig = %data_dir.join("kubeconfig").display(), "API server ready");
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
+    // Clients reach a server listening on every address through the node's address.
+    let reach = if args.listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(args.node_ip, args.listen.port())
+    } else {
+        args.listen
+    };
+    let url = format!("https://{reach}");
+    let credentials = ClusterCredentials::open(&data_dir, url.clone())?;
+    let first_service_ip = first_address(&args.service_cidr)?;
+    let serving = credentials.serving(
+        &host_name(),
+        &[args.listen.ip(), args.node_ip, first_service_ip],
+    )?;
+    let tls = podium_apiserver::tls::TlsServer::new(
+        credentials.ca_pem(),
+        &serving.cert_pem,
+        &serving.key_pem,
+    )
+    .map_err(|e| anyhow::anyhow!("setting up TLS: {e}"))?;
+    let mut authenticator = podium_apiserver::auth::Authenticator::new();
+    if let Some(path) = &args.token_auth_file {
+        authenticator = authenticator
+            .with_token_file(path)
+            .map_err(|e| anyhow::anyhow!("--token-auth-file: {e}"))?;
+    }
+    let router = api.authenticated_router(Arc::new(authenticator));
+    let server = tokio::spawn(tls.serve(listener, router));
+    let kubeconfig = credentials.write_admin(&data_dir)?;
+    tracing::info!(api = %url, kubeconfig = %kubeconfig.display(), "API server ready");
 
-    let client = kube::Client::try_from(kube::Config::new(url.parse()?))
-        .context("building the API client")?;
     let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
     let runtime: Arc<dyn Runtime> = Arc::new(
         EmbeddedRuntime::new(
@@ -105,7 +138,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )
         .context("starting the embedded runtime")?,
     );
-    let node_name = args.node_name.clone().unwrap_or_else(host_name);
     let agent_config = podium_agent::AgentConfig {
         node_name: node_name.clone(),
         node_ip: args.node_ip,
@@ -120,10 +152,21 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { server.await?.context("API server") });
-    tasks.spawn(podium_controllers::run(client.clone()));
-    tasks.spawn(podium_scheduler::run(client.clone()));
-    tasks.spawn(podium_agent::run(client.clone(), agent_config, runtime));
-    tasks.spawn(podium_proxy::run(client.clone(), proxy_config));
+    // Each component under its own name, as upstream's: the server logs who did what.
+    let controllers = credentials
+        .client(credentials::component("system:kube-controller-manager"))
+        .await?;
+    let scheduler = credentials
+        .client(credentials::component("system:kube-scheduler"))
+        .await?;
+    let agent = credentials.client(credentials::node(&node_name)).await?;
+    let proxy = credentials
+        .client(credentials::component("system:kube-proxy"))
+        .await?;
+    tasks.spawn(podium_controllers::run(controllers));
+    tasks.spawn(podium_scheduler::run(scheduler));
+    tasks.spawn(podium_agent::run(agent, agent_config, runtime));
+    tasks.spawn(podium_proxy::run(proxy, proxy_config));
     // The store compacts its own history; Events expire here.
     let events = api.registry.store.clone();
     let event_ttl = args.event_ttl;

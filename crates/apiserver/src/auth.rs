@@ -1,0 +1,267 @@
+//! Authentication, as kube-apiserver's union of authenticators: a client certificate
+//! signed by the cluster CA (CN = user, O = groups) or a bearer token from the static
+//! token file. Requests with neither, or with credentials that do not check out, get 401,
+//! except the public health and version paths. Every authenticated identity may do
+//! everything until authorization (RBAC) exists; the identity is logged.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use podium_api::status::{ApiError, Reason};
+
+use crate::error::Failure;
+
+/// Who made a request (`user.Info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+/// What the TLS layer learnt of the connection's client certificate.
+#[derive(Debug, Clone)]
+pub enum PeerCertificate {
+    /// No certificate was presented.
+    None,
+    /// Signed by the cluster CA: its subject.
+    Verified(podium_pki::Subject),
+    /// Presented but not valid (another CA, expired): why. Such requests are refused, as
+    /// upstream's x509 authenticator does, unless a valid token accompanies them.
+    Rejected(String),
+}
+
+/// The ways a request can prove who it is.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    /// Bearer token → user, from `--token-auth-file`.
+    tokens: HashMap<String, User>,
+}
+
+/// Paths anyone may read, as upstream's `system:public-info-viewer` role allows.
+fn is_public(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || ["/healthz/", "/livez/", "/readyz/"]
+            .iter()
+            .any(|p| path.starts_with(p))
+}
+
+impl Authenticator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Read a static token file: CSV lines `token,user,uid[,"group1,group2"]`, as
+    /// kube-apiserver's `--token-auth-file`.
+    pub fn with_token_file(mut self, path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields = split_csv(line);
+            if fields.len() < 3 || fields[..3].iter().any(String::is_empty) {
+                return Err(format!(
+                    "{} line {}: expected token,user,uid[,\"group1,group2\"]",
+                    path.display(),
+                    number + 1
+                ));
+            }
+            let groups = fields
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.tokens.insert(
+                fields[0].clone(),
+                User {
+                    name: fields[1].clone(),
+                    uid: fields[2].clone(),
+                    groups,
+                },
+            );
+        }
+        Ok(self)
+    }
+
+    /// Add one token (for components that authenticate by token).
+    pub fn add_token(&mut self, token: String, user: User) {
+        self.tokens.insert(token, user);
+    }
+
+    /// The user a request authenticates as; None for a request without any credentials
+    /// (anonymous); an error for credentials that do not check out.
+    pub fn authenticate(
+        &self,
+        peer: &PeerCertificate,
+        authorization: Option<&str>,
+    ) -> Result<Option<User>, String> {
+        if let PeerCertificate::Verified(subject) = peer {
+            let mut groups = subject.groups.clone();
+            groups.push("system:authenticated".into());
+            return Ok(Some(User {
+                name: subject.user.clone(),
+                uid: String::new(),
+                groups,
+            }));
+        }
+        if let Some(header) = authorization {
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .map(str::trim)
+                .ok_or("the Authorization header is not a bearer token")?;
+            let mut user = self
+                .tokens
+                .get(token)
+                .cloned()
+                .ok_or("invalid bearer token")?;
+            if !user.groups.iter().any(|g| g == "system:authenticated") {
+                user.groups.push("system:authenticated".into());
+            }
+            return Ok(Some(user));
+        }
+        match peer {
+            PeerCertificate::Rejected(why) => Err(format!("client certificate rejected: {why}")),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Split one CSV line, honouring double quotes.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().expect("never empty").push(c),
+        }
+    }
+    fields.into_iter().map(|f| f.trim().to_string()).collect()
+}
+
+/// The middleware: authenticate, then hand the user to the handlers as an extension.
+pub async fn authenticate(
+    State(authenticator): State<Arc<Authenticator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<PeerCertificate>()
+        .cloned()
+        .unwrap_or(PeerCertificate::None);
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let refuse = |why: &str, request: &Request| {
+        tracing::info!(reason = %why, method = %request.method(), path = %request.uri().path(), "unauthenticated request refused");
+        Failure(ApiError::new(Reason::Unauthorized, "Unauthorized")).into_response()
+    };
+    match authenticator.authenticate(&peer, authorization) {
+        Ok(Some(user)) => {
+            tracing::debug!(user = %user.name, method = %request.method(), path = %request.uri().path(), "request");
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        // Anonymous: only what upstream's system:public-info-viewer may read.
+        Ok(None) if is_public(request.uri().path()) => next.run(request).await,
+        Ok(None) => refuse(
+            "no credentials: present a client certificate or a bearer token",
+            &request,
+        ),
+        // Bad credentials fail everywhere, as upstream: a client learns its token is wrong.
+        Err(why) => refuse(&why, &request),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.csv");
+        std::fs::write(
+            &path,
+            "# comment\nsecret-1,alice,1001,\"dev,ops\"\nsecret-2,bob,1002\n",
+        )
+        .unwrap();
+        let auth = Authenticator::new().with_token_file(&path).unwrap();
+        let alice = auth
+            .authenticate(&PeerCertificate::None, Some("Bearer secret-1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(alice.name, "alice");
+        assert_eq!(alice.groups, ["dev", "ops", "system:authenticated"]);
+        assert!(
+            auth.authenticate(&PeerCertificate::None, Some("Bearer wrong"))
+                .is_err()
+        );
+        assert_eq!(auth.authenticate(&PeerCertificate::None, None), Ok(None));
+        std::fs::write(&path, "only-a-token\n").unwrap();
+        assert!(
+            Authenticator::new()
+                .with_token_file(&path)
+                .unwrap_err()
+                .contains("line 1")
+        );
+    }
+
+    #[test]
+    fn certificates_win_and_rejected_ones_fail() {
+        let auth = Authenticator::new();
+        let admin = podium_pki::Subject {
+            user: "system:admin".into(),
+            groups: vec!["system:masters".into()],
+        };
+        let user = auth
+            .authenticate(&PeerCertificate::Verified(admin), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(user.groups, ["system:masters", "system:authenticated"]);
+        let err = auth
+            .authenticate(&PeerCertificate::Rejected("unknown issuer".into()), None)
+            .unwrap_err();
+        assert!(err.contains("unknown issuer"));
+    }
+
+    #[test]
+    fn public_paths() {
+        for p in [
+            "/healthz",
+            "/livez",
+            "/readyz",
+            "/readyz/etcd",
+            "/version",
+            "/version/",
+        ] {
+            assert!(is_public(p), "{p}");
+        }
+        for p in [
+            "/api",
+            "/api/v1/pods",
+            "/apis",
+            "/openapi/v2",
+            "/versionx",
+            "/",
+        ] {
+            assert!(!is_public(p), "{p}");
+        }
+    }
+}

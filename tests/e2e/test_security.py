@@ -1,0 +1,107 @@
+"""HTTPS and authentication by default: only the CA's certificates and known tokens get
+in; anonymous requests reach nothing but the public health and version paths; the CA key
+and the kubeconfig are private to root."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import urllib.error
+import urllib.request
+
+from podium_cluster import Cluster, tls_opener
+
+PUBLIC = ["/healthz", "/livez", "/readyz", "/version", "/version/"]
+PRIVATE = ["/api", "/apis", "/api/v1/namespaces", "/api/v1/namespaces/default/secrets", "/openapi/v3", "/metrics"]
+
+
+def request(opener, url: str, token: str | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with opener.open(req, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def assert_unauthorized(status: int, body: str, what: str) -> None:
+    assert status == 401, f"{what}: {status} {body[:200]}"
+    answer = json.loads(body)
+    assert (answer["kind"], answer["reason"], answer["code"]) == ("Status", "Unauthorized", 401), answer
+
+
+def test_anonymous_requests_reach_only_public_paths(cluster: Cluster):
+    anonymous = tls_opener(cluster.ca_file)
+    for path in PUBLIC:
+        status, body = request(anonymous, cluster.server + path)
+        assert status == 200, f"{path}: {status} {body[:200]}"
+    for path in PRIVATE:
+        assert_unauthorized(*request(anonymous, cluster.server + path), f"anonymous {path}")
+    # The admin's certificate opens them.
+    for path in PRIVATE[:5]:
+        status, body = request(cluster.opener, cluster.server + path)
+        assert status == 200, f"admin {path}: {status} {body[:200]}"
+
+
+def test_plain_http_is_not_served(cluster: Cluster):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        opener.open(f"http://127.0.0.1:{cluster.port}/api/v1/secrets", timeout=5)
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"plain HTTP got an HTTP answer: {error.code}") from None
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return
+    raise AssertionError("plain HTTP was answered")
+
+
+def test_a_foreign_client_certificate_gets_401(cluster: Cluster):
+    key, cert = cluster.work_dir / "foreign.key", cluster.work_dir / "foreign.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=system:admin/O=system:masters"],
+        check=True, capture_output=True, timeout=30,
+    )
+    foreign = tls_opener(cluster.ca_file, cert, key)
+    assert_unauthorized(*request(foreign, cluster.server + "/api/v1/namespaces"), "foreign certificate")
+    # kubectl with that certificate is refused too, and says so.
+    done = subprocess.run(
+        ["kubectl", "--server", cluster.server, "--certificate-authority", str(cluster.ca_file),
+         "--client-certificate", str(cert), "--client-key", str(key), "get", "namespaces"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "Unauthorized" in done.stderr or "must be logged in" in done.stderr, done.stderr
+
+
+def test_static_tokens(cluster: Cluster):
+    tokens = cluster.work_dir / "tokens.csv"
+    tokens.write_text('s3cr3t-token-of-alice,alice,1001,"developers"\n')
+    cluster.stop()
+    cluster.extra_args = ["--token-auth-file", str(tokens)]
+    cluster.start()
+    anonymous = tls_opener(cluster.ca_file)
+    status, body = request(anonymous, cluster.server + "/api/v1/namespaces", token="s3cr3t-token-of-alice")
+    assert status == 200, body[:200]
+    assert "default" in body
+    assert_unauthorized(*request(anonymous, cluster.server + "/api/v1/namespaces", token="wrong"), "wrong token")
+    # A wrong token fails even on a public path, as upstream: the client learns it is wrong.
+    assert_unauthorized(*request(anonymous, cluster.server + "/readyz", token="wrong"), "wrong token on /readyz")
+    done = subprocess.run(
+        ["kubectl", "--server", cluster.server, "--certificate-authority", str(cluster.ca_file),
+         "--token", "s3cr3t-token-of-alice", "get", "namespaces", "-o", "name"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "namespace/default" in done.stdout
+
+
+def test_private_files_are_private(cluster: Cluster):
+    for path in [cluster.data_dir / "pki" / "ca.key", cluster.admin_key, cluster.kubeconfig]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path} is mode {mode:o}"
+    config = cluster.kubeconfig.read_text()
+    assert "certificate-authority-data:" in config and "client-certificate-data:" in config
+    assert cluster.server in config
