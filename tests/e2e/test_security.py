@@ -105,3 +105,12 @@ def test_private_files_are_private(cluster: Cluster):
     config = cluster.kubeconfig.read_text()
     assert "certificate-authority-data:" in config and "client-certificate-data:" in config
     assert cluster.server in config
+
+
+def test_whoami(cluster: Cluster):
+    """`kubectl auth whoami` (a SelfSubjectReview, protobuf from kubectl 1.32+) names the admin."""
+    for minor in ["1.28", "1.33"]:
+        done = cluster.kubectl("auth", "whoami", "-o", "json", kubectl=f"/usr/lib/google-cloud-sdk/bin/kubectl.{minor}")
+        review = json.loads(done.stdout)
+        assert review["status"]["userInfo"]["username"] == "system:admin", review
+        assert "system:masters" in review["status"]["userInfo"]["groups"], review

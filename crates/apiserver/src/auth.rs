@@ -265,3 +265,96 @@ mod tests {
         }
     }
 }
+
+/// The authentication.k8s.io reviews, which need the authenticator and the caller's
+/// identity: `SelfSubjectReview` (`kubectl auth whoami`) and `TokenReview` (a component
+/// asking whether a bearer token is good).
+pub fn review_routes(authenticator: Arc<Authenticator>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            axum::routing::post(self_subject_review),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            axum::routing::post(token_review),
+        )
+        .with_state(authenticator)
+}
+
+fn user_info(user: &User) -> serde_json::Value {
+    let mut info = serde_json::json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        info["uid"] = serde_json::json!(user.uid);
+    }
+    info
+}
+
+fn review_response(headers: &http::HeaderMap, review: serde_json::Value) -> Response {
+    let api_version = review["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kind = review["kind"].as_str().map(str::to_string);
+    match crate::negotiate::response_format(headers, &api_version, kind.as_deref()) {
+        Ok(format) => crate::negotiate::respond(format, http::StatusCode::CREATED, &review, &[]),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+async fn self_subject_review(
+    user: Option<axum::Extension<User>>,
+    headers: http::HeaderMap,
+) -> Response {
+    let Some(axum::Extension(user)) = user else {
+        return Failure(ApiError::new(Reason::Unauthorized, "Unauthorized")).into_response();
+    };
+    review_response(
+        &headers,
+        serde_json::json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": crate::registry::now_rfc3339()},
+            "status": {"userInfo": user_info(&user)}
+        }),
+    )
+}
+
+async fn token_review(
+    State(authenticator): State<Arc<Authenticator>>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let review = if crate::negotiate::is_protobuf_body(&headers) {
+        crate::negotiate::decode_body(&body)
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding TokenReview: {e}")))
+    };
+    let review = match review {
+        Ok(r) => r,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let Some(token) = review
+        .pointer("/spec/token")
+        .and_then(serde_json::Value::as_str)
+    else {
+        return Failure(ApiError::new(
+            Reason::Invalid,
+            "TokenReview.authentication.k8s.io is invalid: spec.token: Required value",
+        ))
+        .into_response();
+    };
+    let status = match authenticator
+        .authenticate(&PeerCertificate::None, Some(&format!("Bearer {token}")))
+    {
+        Ok(Some(user)) => serde_json::json!({"authenticated": true, "user": user_info(&user)}),
+        Ok(None) | Err(_) => serde_json::json!({"user": {}, "error": "invalid bearer token"}),
+    };
+    let mut answer = review.clone();
+    answer["kind"] = serde_json::json!("TokenReview");
+    answer["apiVersion"] = serde_json::json!("authentication.k8s.io/v1");
+    answer["metadata"] = serde_json::json!({"creationTimestamp": null});
+    answer["status"] = status;
+    review_response(&headers, answer)
+}
