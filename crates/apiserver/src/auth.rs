@@ -159,6 +159,7 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    request.extensions_mut().insert(authenticator.clone());
     let peer = request
         .extensions()
         .get::<PeerCertificate>()
@@ -269,7 +270,11 @@ mod tests {
 /// The authentication.k8s.io reviews, which need the authenticator and the caller's
 /// identity: `SelfSubjectReview` (`kubectl auth whoami`) and `TokenReview` (a component
 /// asking whether a bearer token is good).
-pub fn review_routes(authenticator: Arc<Authenticator>) -> axum::Router {
+///
+/// The authenticator reaches them as a request extension (the middleware adds it): a
+/// router with its own state merged into the main one loses its routes to the
+/// `/apis/{*path}` catch-all.
+pub fn review_routes() -> axum::Router {
     axum::Router::new()
         .route(
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
@@ -279,7 +284,6 @@ pub fn review_routes(authenticator: Arc<Authenticator>) -> axum::Router {
             "/apis/authentication.k8s.io/v1/tokenreviews",
             axum::routing::post(token_review),
         )
-        .with_state(authenticator)
 }
 
 fn user_info(user: &User) -> serde_json::Value {
@@ -321,7 +325,7 @@ async fn self_subject_review(
 }
 
 async fn token_review(
-    State(authenticator): State<Arc<Authenticator>>,
+    axum::Extension(authenticator): axum::Extension<Arc<Authenticator>>,
     headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {

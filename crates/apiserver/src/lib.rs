@@ -77,10 +77,12 @@ impl ApiServer {
     /// Requests without valid credentials get 401 except the public health and version
     /// paths; handlers find the [`auth::User`] in the request's extensions.
     pub fn authenticated_router(&self, authenticator: Arc<auth::Authenticator>) -> Router {
-        self.router().layer(axum::middleware::from_fn_with_state(
-            authenticator,
-            auth::authenticate,
-        ))
+        auth::review_routes()
+            .merge(self.router())
+            .layer(axum::middleware::from_fn_with_state(
+                authenticator,
+                auth::authenticate,
+            ))
     }
 
     /// The HTTP router: health, discovery, OpenAPI and every resource path, without
