@@ -107,6 +107,22 @@ impl TlsServer {
             let router = router.clone();
             let tls = self.clone();
             tokio::spawn(async move {
+                // Plain HTTP on the HTTPS port gets Go's answer, not a TLS alert a person
+                // cannot read. A TLS connection starts with a handshake record (0x16).
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+                    Ok(Ok(1)) if first[0] != 0x16 => {
+                        use tokio::io::AsyncWriteExt;
+                        let mut tcp = tcp;
+                        let _ = tcp
+                            .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+                            .await;
+                        let _ = tcp.shutdown().await;
+                        return;
+                    }
+                    Ok(Ok(1)) => {}
+                    _ => return,
+                }
                 let stream =
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => stream,
