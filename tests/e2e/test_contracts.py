@@ -24,8 +24,8 @@ WRAPPED = "\n".join(WRAPPED[i : i + 64] for i in range(0, len(WRAPPED), 64))
 def test_trailing_slash_roots_answer_as_without(cluster: Cluster):
     # Some client libraries ask for `/version/`; kube-apiserver's go-restful roots answer it.
     for path in ["/version", "/api", "/apis", "/api/v1", "/apis/apps/v1"]:
-        plain_status, plain = http_get(cluster.server + path)
-        slashed_status, slashed = http_get(cluster.server + path + "/")
+        plain_status, plain = http_get(cluster.server + path, opener=cluster.opener)
+        slashed_status, slashed = http_get(cluster.server + path + "/", opener=cluster.opener)
         assert (plain_status, slashed_status) == (200, 200), (path, plain, slashed)
         assert json.loads(slashed) == json.loads(plain), path
 
