@@ -65,6 +65,8 @@ def tls_opener(ca_file: Path, cert_file: Path | None = None, key_file: Path | No
 
 def http_get(url: str, timeout: float = 2.0, opener=None) -> tuple[int, str]:
     """GET without proxies; returns (status, body). Raises OSError on connection failure."""
+    if url.startswith("https://") and opener is None:
+        raise ValueError(f"{url}: the API server is HTTPS with its own CA; pass opener=cluster.opener")
     try:
         with (opener or _DIRECT_OPENER).open(url, timeout=timeout) as response:
             return response.status, response.read().decode("utf-8", "replace")

@@ -114,11 +114,11 @@ def test_kubernetes_service_and_health_checks(cluster: Cluster):
     table = cluster.kubectl("get", "service", "kubernetes").stdout
     assert "10.43.0.1" in table and "443/TCP" in table, table
 
-    status, body = http_get(f"{cluster.server}/readyz?verbose")
+    status, body = http_get(f"{cluster.server}/readyz?verbose", opener=cluster.opener)
     assert status == 200
     assert "[+]etcd ok\n" in body and body.endswith("readyz check passed\n"), body
-    assert http_get(f"{cluster.server}/livez/etcd") == (200, "ok")
-    status, body = http_get(f"{cluster.server}/healthz?verbose&exclude=etcd")
+    assert http_get(f"{cluster.server}/livez/etcd", opener=cluster.opener) == (200, "ok")
+    status, body = http_get(f"{cluster.server}/healthz?verbose&exclude=etcd", opener=cluster.opener)
     assert status == 200 and "[+]etcd excluded: ok\n" in body, body
 
 
