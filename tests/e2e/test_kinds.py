@@ -347,11 +347,6 @@ spec:
     ), done.stderr
 
 
-@pytest.mark.xfail(
-    reason="the serviceaccounts controller (crates/controllers/src/serviceaccount.rs) made no "
-    "`default` account in this test's first run; not yet diagnosed",
-    strict=False,
-)
 def test_every_namespace_gets_a_default_service_account(cluster: Cluster):
     from kubernetes import client
 

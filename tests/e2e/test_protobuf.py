@@ -39,6 +39,7 @@ def test_typed_client_verbs(cluster: Cluster, minor: str):
         "create", "deployment", "web", "-n", "demo", "--image=sample-app:v1", "--replicas=0", "--port=8080"
     )
     assert "service/web-svc created" in run("create", "service", "clusterip", "web-svc", "-n", "demo", "--tcp=80:8080")
+    assert "job.batch/once created" in run("create", "job", "once", "-n", "demo", "--image=sample-app:v1")
     assert "pod/solo created" in run("run", "solo", "-n", "demo", "--image=sample-app:v1", "--labels=app=solo", "--port=8080")
     assert "service/web exposed" in run("expose", "deployment", "web", "-n", "demo", "--port=80", "--target-port=8080")
     assert "deployment.apps/web scaled" in run("scale", "deployment", "web", "-n", "demo", "--replicas=0")
@@ -75,6 +76,9 @@ def test_typed_client_verbs(cluster: Cluster, minor: str):
     pod = core.read_namespaced_pod("solo", "demo")
     assert pod.metadata.labels == {"app": "solo"}
     assert core.read_node(node.split("/")[1]).spec.unschedulable in (None, False)
+    job = client.BatchV1Api(api).read_namespaced_job("once", "demo")
+    assert job.spec.template.spec.restart_policy == "Never"
+    assert job.spec.backoff_limit == 6  # defaulted after a protobuf create
 
     # kubectl's own reads (protobuf answers for 1.32+) and deletes.
     got = json.loads(run("get", "configmap", "settings", "-n", "demo", "-o", "json"))
