@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-
 from podium_cluster import Cluster, wait_for
 
 CSR_PEM_B64 = (
