@@ -1,29 +1,19 @@
 //! Authentication in front of the API: tokens, anonymous access to the public paths, and
 //! the authentication.k8s.io reviews.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use podium_apiserver::auth::{Authenticator, User};
-use podium_apiserver::{ApiConfig, ApiServer};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 async fn router() -> (axum::Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = podium_store::RedbStore::open(dir.path().join("db"))
-        .unwrap()
-        .shared();
-    let server = ApiServer::new(
-        Arc::new(store),
-        ApiConfig {
-            service_cidr: "10.43.0.0/16".into(),
-            advertise_address: "127.0.0.1:6443".into(),
-        },
-    );
-    server.bootstrap().await.unwrap();
+    let (server, dir) = common::api_server().await;
     let mut authenticator = Authenticator::new();
     authenticator.add_token(
         "t0ken".into(),

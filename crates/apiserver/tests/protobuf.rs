@@ -2,7 +2,7 @@
 //! client side is kube-rs' `k8s-pb` prost types, an implementation independent of the
 //! server's transcoder.
 
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
@@ -11,7 +11,7 @@ use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
-use podium_apiserver::{ApiConfig, ApiServer};
+use podium_apiserver::ApiServer;
 use prost::Message;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -19,22 +19,6 @@ use tower::ServiceExt;
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 /// What kubectl 1.33's typed clients send as Accept.
 const KUBECTL_ACCEPT: &str = "application/vnd.kubernetes.protobuf,application/json";
-
-async fn server() -> (ApiServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = podium_store::RedbStore::open(dir.path().join("db"))
-        .unwrap()
-        .shared();
-    let server = ApiServer::new(
-        Arc::new(store),
-        ApiConfig {
-            service_cidr: "10.43.0.0/16".into(),
-            advertise_address: "127.0.0.1:6443".into(),
-        },
-    );
-    server.bootstrap().await.unwrap();
-    (server, dir)
-}
 
 /// `k8s\0` + runtime.Unknown, as client-go's protobuf serializer writes it.
 fn envelope(api_version: &str, kind: &str, message: &impl Message) -> Vec<u8> {
@@ -131,7 +115,7 @@ fn namespace(name: &str) -> core::Namespace {
 
 #[tokio::test]
 async fn create_get_and_list_in_protobuf() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = common::api_server().await;
     let reply = send(
         &server,
         "POST",
@@ -205,7 +189,7 @@ async fn create_get_and_list_in_protobuf() {
 
 #[tokio::test]
 async fn deployment_with_zero_replicas_keeps_zero() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = common::api_server().await;
     let deployment = apps::Deployment {
         metadata: Some(meta::ObjectMeta {
             name: Some("web".into()),
@@ -272,7 +256,7 @@ async fn deployment_with_zero_replicas_keeps_zero() {
 
 #[tokio::test]
 async fn delete_options_in_protobuf_and_status_answers() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = common::api_server().await;
     let cm = core::ConfigMap {
         metadata: Some(meta::ObjectMeta {
             name: Some("c".into()),
@@ -333,7 +317,7 @@ async fn delete_options_in_protobuf_and_status_answers() {
 
 #[tokio::test]
 async fn malformed_protobuf_is_400_and_protobuf_patch_is_415() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = common::api_server().await;
     let mut body = envelope("v1", "Namespace", &namespace("x"));
     body.truncate(body.len() - 3);
     let reply = send(
@@ -378,7 +362,7 @@ async fn malformed_protobuf_is_400_and_protobuf_patch_is_415() {
 
 #[tokio::test]
 async fn watch_streams_length_prefixed_frames() {
-    let (server, _dir) = server().await;
+    let (server, _dir) = common::api_server().await;
     let reply = send(
         &server,
         "GET",

@@ -1,11 +1,11 @@
 //! The REST contract of the API server, exercised in process through its router.
 
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use podium_apiserver::{ApiConfig, ApiServer};
+use podium_apiserver::ApiServer;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -15,18 +15,7 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = podium_store::RedbStore::open(dir.path().join("db"))
-        .unwrap()
-        .shared();
-    let server = ApiServer::new(
-        Arc::new(store),
-        ApiConfig {
-            service_cidr: "10.43.0.0/16".into(),
-            advertise_address: "127.0.0.1:6443".into(),
-        },
-    );
-    server.bootstrap().await.unwrap();
+    let (server, dir) = common::api_server().await;
     Harness { server, _dir: dir }
 }
 
