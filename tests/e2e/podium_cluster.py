@@ -308,7 +308,9 @@ def cgroup_dirs_named(names: set[str], root: str = "/sys/fs/cgroup", max_depth: 
 class Cluster:
     """One `podium up` on its own data dir and API port, with the clients tests use."""
 
-    def __init__(self, podium: Path, kubectl: Path, data_dir: Path, work_dir: Path):
+    def __init__(self, podium: Path, kubectl: Path, data_dir: Path, work_dir: Path, command: str = "up"):
+        # `up` (control plane and node) or `server` (the control plane alone).
+        self.command = command
         self.podium = podium
         self.default_kubectl = kubectl
         self.data_dir = data_dir
@@ -339,16 +341,15 @@ class Cluster:
         self.starts += 1
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
-            log.write(f"\n===== podium up (start {self.starts}) =====\n".encode())
+            log.write(f"\n===== podium {self.command} (start {self.starts}) =====\n".encode())
             log.flush()
             self.process = subprocess.Popen(
                 [
                     str(self.podium),
-                    "up",
+                    self.command,
                     "--data-dir",
                     str(self.data_dir),
-                    "--node-ip",
-                    "127.0.0.1",
+                    *(["--node-ip", "127.0.0.1"] if self.command == "up" else []),
                     "--listen",
                     f"127.0.0.1:{self.port}",
                     *self.extra_args,

@@ -1,6 +1,6 @@
 //! Discovery (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/<g>/<v>`) and OpenAPI v3.
-//! Legacy discovery only: kubectl asks for aggregated discovery first and falls back
-//! when the reply is plain `application/json`.
+//! `/api` and `/apis` answer aggregated discovery (`apidiscovery.k8s.io/v2` and `v2beta1`)
+//! when the client asks for it, as client-go does, and the legacy documents otherwise.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,10 @@ pub async fn version() -> Response {
     )
 }
 
-pub async fn api_versions(State(server): State<ApiServer>) -> Response {
+pub async fn api_versions(State(server): State<ApiServer>, headers: http::HeaderMap) -> Response {
+    if let Some(version) = aggregated_version(&headers) {
+        return aggregated_response(version, true, &headers);
+    }
     json_response(
         StatusCode::OK,
         &json!({
@@ -48,13 +51,19 @@ pub async fn api_versions(State(server): State<ApiServer>) -> Response {
     )
 }
 
-pub async fn api_groups() -> Response {
-    let groups: Vec<Value> = group_versions()
+pub async fn api_groups(headers: http::HeaderMap) -> Response {
+    if let Some(version) = aggregated_version(&headers) {
+        return aggregated_response(version, false, &headers);
+    }
+    let groups: Vec<Value> = grouped_versions()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(group, version)| {
-            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-            json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+                .collect();
+            json!({"name": group, "versions": versions, "preferredVersion": versions[0]})
         })
         .collect();
     json_response(
@@ -75,19 +84,159 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
-/// The APIResourceList of a group-version, with subresources.
-pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
-    let mut resources = Vec::new();
-    for r in resource::all()
+/// Resources served outside the resource table: the authentication reviews, which are
+/// created and answered, never stored (group, version, plural, kind).
+const REVIEWS: &[(&str, &str, &str, &str)] = &[
+    (
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+    ),
+    ("authentication.k8s.io", "v1", "tokenreviews", "TokenReview"),
+];
+
+/// One resource of a group-version as discovery shows it.
+struct Served {
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: Vec<ServedSubresource>,
+}
+
+/// A subresource: its path segment, the kind its requests and answers carry (group and
+/// version empty when they are the parent's) and its verbs.
+struct ServedSubresource {
+    name: &'static str,
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+}
+
+fn subresource(sub: Subresource, parent_kind: &'static str) -> ServedSubresource {
+    const READ_WRITE: &[&str] = &["get", "patch", "update"];
+    let (group, version, kind, verbs): (_, _, _, &'static [&'static str]) = match sub {
+        Subresource::Status => ("", "", parent_kind, READ_WRITE),
+        Subresource::Scale => ("autoscaling", "v1", "Scale", READ_WRITE),
+        Subresource::Binding => ("", "", "Binding", &["create"]),
+        Subresource::Log => ("", "", "Pod", &["get"]),
+        Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
+    };
+    ServedSubresource {
+        name: sub.path(),
+        group,
+        version,
+        kind,
+        verbs,
+    }
+}
+
+/// Every resource served in a group-version, in table order.
+fn served(group: &str, version: &str) -> Vec<Served> {
+    let mut out: Vec<Served> = resource::all()
         .into_iter()
         .filter(|r| r.group == group && r.version == version)
-    {
+        .map(|r| Served {
+            plural: r.plural,
+            singular: r.singular,
+            namespaced: r.namespaced,
+            kind: r.kind,
+            verbs: VERBS,
+            short_names: r.short_names,
+            categories: r.categories,
+            subresources: r
+                .subresources
+                .iter()
+                .map(|sub| subresource(*sub, r.kind))
+                .collect(),
+        })
+        .collect();
+    for (g, v, plural, kind) in REVIEWS {
+        if (*g, *v) == (group, version) {
+            out.push(Served {
+                plural,
+                singular: "",
+                namespaced: false,
+                kind,
+                verbs: &["create"],
+                short_names: &[],
+                categories: &[],
+                subresources: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// Every group with its versions, preferred version first, core group first, in the
+/// order the table (then the reviews) first names them.
+fn grouped_versions() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    let pairs = group_versions()
+        .into_iter()
+        .chain(REVIEWS.iter().map(|(g, v, _, _)| (*g, *v)));
+    for (group, version) in pairs {
+        match out.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, versions)) if versions.contains(&version) => {}
+            Some((_, versions)) => versions.push(version),
+            None => out.push((group, vec![version])),
+        }
+    }
+    for (_, versions) in &mut out {
+        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+    }
+    out
+}
+
+/// Kubernetes' version order (`v2` > `v1` > `v1beta2` > `v1beta1` > `v1alpha1`): GA
+/// before beta before alpha, higher numbers first within each.
+fn version_priority(version: &str) -> (u8, u32, u32) {
+    let rest = version.strip_prefix('v').unwrap_or(version);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let major = digits.parse().unwrap_or(0);
+    let tail = &rest[digits.len()..];
+    let (stage, minor) = if tail.is_empty() {
+        (3, 0)
+    } else if let Some(n) = tail.strip_prefix("beta") {
+        (2, n.parse().unwrap_or(0))
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n.parse().unwrap_or(0))
+    } else {
+        (0, 0)
+    };
+    (stage, major, minor)
+}
+
+/// The APIResourceList of a group-version, with subresources; 404 for a group-version
+/// that is not served, as upstream.
+pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
+    let served = served(group, version);
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    if served.is_empty() {
+        return Err(ApiError::new(
+            Reason::NotFound,
+            format!(
+                "the server could not find the requested resource (group version {group_version:?} is not served)"
+            ),
+        ));
+    }
+    let mut resources = Vec::new();
+    for r in &served {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -96,38 +245,175 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
             entry["categories"] = json!(r.categories);
         }
         resources.push(entry);
-        for sub in r.subresources {
-            let name = format!("{}/{}", r.plural, sub.path());
-            let entry = match sub {
-                Subresource::Status => {
-                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]})
-                }
-                Subresource::Scale => {
-                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]})
-                }
-                Subresource::Binding => {
-                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Binding", "verbs": ["create"]})
-                }
-                Subresource::Log => {
-                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "kind": "Pod", "verbs": ["get"]})
-                }
-                Subresource::Eviction => {
-                    json!({"name": name, "singularName": "", "namespaced": r.namespaced, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
-                }
-            };
+        for sub in &r.subresources {
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, sub.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if !sub.group.is_empty() {
+                entry["group"] = json!(sub.group);
+                entry["version"] = json!(sub.version);
+            }
             resources.push(entry);
         }
     }
-    let group_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
     Ok(json_response(
         StatusCode::OK,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
         &[],
     ))
+}
+
+/// Which aggregated discovery version (`v2` or `v2beta1`) the client asks for, if the
+/// first Accept clause Podium can serve is one: client-go (kubectl 1.26+) asks for
+/// `application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList` and falls back
+/// to the legacy documents when the answer is plain `application/json`. The protobuf
+/// form of the same list is skipped: every client offers the JSON one too.
+fn aggregated_version(headers: &http::HeaderMap) -> Option<&'static str> {
+    let mut clauses: Vec<(f32, usize, Option<&'static str>)> = Vec::new();
+    for value in headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for clause in value.split(',') {
+            let mut parts = clause.split(';').map(str::trim);
+            let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+            let (mut group, mut version, mut as_kind, mut quality) = ("", "", "", 1.0f32);
+            for param in parts {
+                match param.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                    Some(("g", v)) => group = v,
+                    Some(("v", v)) => version = v,
+                    Some(("as", v)) => as_kind = v,
+                    Some(("q", v)) => quality = v.parse().unwrap_or(1.0),
+                    _ => {}
+                }
+            }
+            let serves_json = matches!(
+                essence.as_str(),
+                "application/json" | "*/*" | "application/*"
+            );
+            let choice = if as_kind.is_empty() && group.is_empty() {
+                if !serves_json {
+                    continue;
+                }
+                None
+            } else if essence == "application/json"
+                && group == "apidiscovery.k8s.io"
+                && as_kind == "APIGroupDiscoveryList"
+            {
+                match version {
+                    "v2" => Some("v2"),
+                    "v2beta1" => Some("v2beta1"),
+                    _ => continue,
+                }
+            } else {
+                continue;
+            };
+            if quality > 0.0 {
+                clauses.push((quality, clauses.len(), choice));
+            }
+        }
+    }
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    clauses.first().and_then(|(_, _, choice)| *choice)
+}
+
+/// The APIGroupDiscoveryList of `/api` (the core group, named `""`) or `/apis` (every
+/// other group): every group-version's resources in one document, so a client needs
+/// one round trip per root instead of one per group-version.
+pub fn aggregated_document(version: &str, core: bool) -> Value {
+    let items: Vec<Value> = grouped_versions()
+        .into_iter()
+        .filter(|(group, _)| group.is_empty() == core)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> =
+                        served(group, v).iter().map(aggregated_resource).collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_resource(r: &Served) -> Value {
+    let mut entry = json!({
+        "resource": r.plural,
+        "responseKind": {"group": "", "version": "", "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs,
+    });
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    if !r.subresources.is_empty() {
+        let subresources: Vec<Value> = r
+            .subresources
+            .iter()
+            .map(|sub| {
+                json!({
+                    "subresource": sub.name,
+                    "responseKind": {"group": sub.group, "version": sub.version, "kind": sub.kind},
+                    "verbs": sub.verbs,
+                })
+            })
+            .collect();
+        entry["subresources"] = json!(subresources);
+    }
+    entry
+}
+
+/// The aggregated document with upstream's headers: the content type names the
+/// discovery version (clients decide by it), an ETag of the body, and 304 when the
+/// client already holds that ETag.
+fn aggregated_response(version: &str, core: bool, headers: &http::HeaderMap) -> Response {
+    let body = serde_json::to_vec(&aggregated_document(version, core)).unwrap_or_default();
+    let etag = format!("\"{:016X}\"", fnv64(&body));
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
+    let out = response.headers_mut();
+    if let Ok(content_type) = HeaderValue::from_str(&format!(
+        "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+    )) {
+        out.insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        out.insert(header::ETAG, etag);
+    }
+    out.insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        hash = (hash ^ *b as u64).wrapping_mul(0x100000001b3);
+    }
+    hash
 }
 
 /// `/openapi/v2`, negotiated as kube-openapi does: the first Accept clause it can serve
@@ -260,5 +546,115 @@ pub async fn openapi_document(Path(path): Path<String>) -> Response {
             format!("no OpenAPI document at /openapi/v3/{path}"),
         ))
         .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn negotiates_aggregated_discovery_as_client_go_asks() {
+        // kubectl 1.30+ (protobuf first, which Podium skips for discovery).
+        let kubectl_133 = "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(&accept(kubectl_133)), Some("v2"));
+        // kubectl 1.27: v2beta1 only.
+        let kubectl_127 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(aggregated_version(&accept(kubectl_127)), Some("v2beta1"));
+        assert_eq!(aggregated_version(&accept("application/json")), None);
+        assert_eq!(aggregated_version(&http::HeaderMap::new()), None);
+        assert_eq!(
+            aggregated_version(&accept(
+                "application/json,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            )),
+            None,
+            "the client's first choice wins"
+        );
+        assert_eq!(
+            aggregated_version(&accept(
+                "application/json;q=0.5,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            )),
+            Some("v2"),
+            "a higher quality wins"
+        );
+        assert_eq!(
+            aggregated_version(&accept(
+                "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json"
+            )),
+            None,
+            "an unknown discovery version is not served"
+        );
+    }
+
+    #[test]
+    fn aggregated_documents_hold_every_resource_once() {
+        let core = aggregated_document("v2", true);
+        assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
+        let items = core["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["metadata"]["name"], "");
+        let pods = items[0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["responseKind"]["kind"], "Pod");
+        let subresources: Vec<&str> = pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["subresource"].as_str().unwrap())
+            .collect();
+        assert!(subresources.contains(&"status") && subresources.contains(&"eviction"));
+
+        let groups = aggregated_document("v2beta1", false);
+        let names: Vec<&str> = groups["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"apps") && names.contains(&"authentication.k8s.io"));
+        assert!(!names.contains(&""), "the core group is only under /api");
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "each group once: {names:?}");
+        let apps = &groups["items"][names.iter().position(|n| *n == "apps").unwrap()];
+        let deployments = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
+        assert_eq!(deployments["shortNames"], json!(["deploy"]));
+        let scale = deployments["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "scale")
+            .unwrap();
+        assert_eq!(
+            scale["responseKind"],
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+        );
+    }
+
+    #[test]
+    fn versions_in_kubernetes_priority_order() {
+        let mut versions = vec!["v1beta1", "v1", "v2", "v1alpha1", "v2beta2", "v1beta2"];
+        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        assert_eq!(
+            versions,
+            ["v2", "v1", "v2beta2", "v1beta2", "v1beta1", "v1alpha1"]
+        );
     }
 }

@@ -5,10 +5,12 @@
 //! * [`namespace`]: persistent namespaces bind-mounted onto files, and joining them.
 //! * [`mounts`]: the container root filesystem (overlayfs, /proc, /dev, /sys) and `pivot_root`.
 //! * [`net`]: the node bridge and a veth pair per pod.
+//! * [`lock`]: an exclusive, close-on-exec lock on a data dir.
 //! * [`process`]: fork, pidfds and process start times (the guard against pid reuse).
 
 pub mod cgroup;
 mod error;
+pub mod lock;
 pub mod memory;
 pub mod mounts;
 pub mod namespace;

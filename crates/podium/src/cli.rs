@@ -1,4 +1,4 @@
-//! Command-line surface: `up`, `down`, `image import|ls`.
+//! Command-line surface: `up`, `server`, `down`, `image import|ls`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -21,6 +21,9 @@ pub struct Cli {
 enum Command {
     /// Run a single-node cluster (API server, store, scheduler, controllers, node agent, service proxy).
     Up(UpArgs),
+    /// Run the control plane alone (API server, store, scheduler, controllers): no node
+    /// agent and no service proxy on this machine.
+    Server(ServerArgs),
     /// Stop every container of a data dir and remove its sandboxes, mounts, cgroups and network.
     Down {
         #[arg(long, env = "PODIUM_DATA_DIR", default_value = "/var/lib/podium")]
@@ -51,35 +54,47 @@ enum ImageCommand {
     },
 }
 
+/// What `podium server` and `podium up` share: the control plane's settings.
 #[derive(Args, Clone, Debug)]
-pub struct UpArgs {
+pub struct ServerArgs {
     /// Where the cluster keeps its state: store, images, containers, logs, kubeconfig.
     #[arg(long, env = "PODIUM_DATA_DIR", default_value = "/var/lib/podium")]
     pub data_dir: PathBuf,
-    /// The address the node reports; LoadBalancer and NodePort services listen on it.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub node_ip: IpAddr,
     /// Where the API server listens (HTTPS only; `0.0.0.0:6443` for every address).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// The address other machines and in-cluster clients reach the API server on, as
+    /// kube-apiserver's flag: in the serving certificate and the `kubernetes` endpoints
+    /// (default: the listen address, or the node's address when listening on all).
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
     /// Static bearer tokens, as kube-apiserver's: CSV lines `token,user,uid[,"group1,group2"]`.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
+    /// The range Service cluster IPs come from.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// How long an Event is kept after it was last seen, as kube-apiserver's flag.
+    #[arg(long, default_value = "1h", value_parser = podium_apiserver::event_ttl::parse_duration)]
+    pub event_ttl: std::time::Duration,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The address the node reports; LoadBalancer and NodePort services listen on it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: IpAddr,
     /// The node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
     /// The pod network of this node: the bridge takes the first address.
     #[arg(long, default_value = "10.42.0.0/24")]
     pub pod_cidr: String,
-    /// The range Service cluster IPs come from.
-    #[arg(long, default_value = "10.43.0.0/16")]
-    pub service_cidr: String,
     /// The node bridge's name.
     #[arg(long, default_value = "podium0")]
     pub bridge: String,
-    /// How long an Event is kept after it was last seen, as kube-apiserver's flag.
-    #[arg(long, default_value = "1h", value_parser = podium_apiserver::event_ttl::parse_duration)]
-    pub event_ttl: std::time::Duration,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -91,6 +106,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(crate::up::up(args))
+        }
+        Command::Server(args) => {
+            podium_linux::memory::use_single_malloc_arena();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::up::server(args))
         }
         Command::Down { data_dir } => {
             let runtime = tokio::runtime::Builder::new_current_thread()

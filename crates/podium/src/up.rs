@@ -1,6 +1,6 @@
 //! `podium up`: one process running the whole single-node cluster, each component
 //! talking to the API server over HTTPS, with its own identity, exactly as it would from
-//! another host.
+//! another host. `podium server`: the same control plane without the node.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use anyhow::Context;
 use podium_runtime::Runtime;
 use podium_runtime_embedded::{EmbeddedConfig, EmbeddedRuntime};
 
-use crate::cli::UpArgs;
+use crate::cli::{ServerArgs, UpArgs};
 use crate::credentials::{self, ClusterCredentials};
 
 /// The interface that holds every Service ClusterIP on this node.
@@ -61,7 +61,7 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "podium".into())
 }
 
-pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -69,23 +69,58 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The control plane of one data dir, running: what `podium server` is and what
+/// `podium up` adds a node to.
+struct ControlPlane {
+    data_dir: PathBuf,
+    credentials: ClusterCredentials,
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    /// Held while the process runs: one process per data dir.
+    _lock: podium_linux::lock::DirLock,
+}
+
+/// Lock the data dir, open the store, serve the API over HTTPS and start the
+/// cluster-wide loops (controllers, scheduler, Event expiry, the `kubernetes` Service,
+/// garbage collection). `default_advertise` is the address clients reach the server on
+/// when it listens on every address and `--advertise-address` is not given;
+/// `extra_sans` are more addresses the serving certificate must name.
+async fn start_control_plane(
+    args: &ServerArgs,
+    default_advertise: std::net::IpAddr,
+    extra_sans: &[std::net::IpAddr],
+) -> anyhow::Result<ControlPlane> {
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
-    // `podium down` needs the same network settings to find what `up` made.
-    let settings = serde_json::json!({"pod_cidr": args.pod_cidr, "bridge": args.bridge});
-    std::fs::write(data_dir.join("node.json"), settings.to_string())
-        .context("writing node.json")?;
+    let lock = podium_linux::lock::DirLock::try_lock(&data_dir, "podium.lock").map_err(|e| match e {
+        podium_linux::lock::LockError::Held { holder, .. } => anyhow::anyhow!(
+            "another podium{} is running on the data dir {}: stop it first, or give this one its own --data-dir",
+            holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            data_dir.display()
+        ),
+        other => anyhow::anyhow!("locking the data dir: {other}"),
+    })?;
 
     let store = podium_store::RedbStore::open(data_dir.join("state.redb"))
-        .context("opening the store (is another `podium up` running on this data dir?)")?
+        .context("opening the store")?
         .shared();
+    let advertise_ip = args
+        .advertise_address
+        .unwrap_or(if args.listen.ip().is_unspecified() {
+            default_advertise
+        } else {
+            args.listen.ip()
+        });
+    // Clients reach the server through the advertised address.
+    let reach = std::net::SocketAddr::new(advertise_ip, args.listen.port());
     let api = podium_apiserver::ApiServer::new(
         Arc::new(store),
         podium_apiserver::ApiConfig {
             service_cidr: args.service_cidr.clone(),
-            advertise_address: args.listen.to_string(),
+            advertise_address: reach.to_string(),
         },
     );
     api.bootstrap().await.map_err(|e| {
@@ -99,20 +134,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 args.listen
             )
         })?;
-    let node_name = args.node_name.clone().unwrap_or_else(host_name);
-    // Clients reach a server listening on every address through the node's address.
-    let reach = if args.listen.ip().is_unspecified() {
-        std::net::SocketAddr::new(args.node_ip, args.listen.port())
-    } else {
-        args.listen
-    };
     let url = format!("https://{reach}");
     let credentials = ClusterCredentials::open(&data_dir, url.clone())?;
     let first_service_ip = first_address(&args.service_cidr)?;
-    let serving = credentials.serving(
-        &host_name(),
-        &[args.listen.ip(), args.node_ip, first_service_ip],
-    )?;
+    let mut sans = vec![args.listen.ip(), advertise_ip, first_service_ip];
+    sans.extend_from_slice(extra_sans);
+    sans.retain(|ip| !ip.is_unspecified());
+    sans.sort();
+    sans.dedup();
+    let serving = credentials.serving(&host_name(), &sans)?;
     let tls = podium_apiserver::tls::TlsServer::new(
         credentials.ca_pem(),
         &serving.cert_pem,
@@ -129,6 +159,84 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(tls.serve(listener, router));
     let kubeconfig = credentials.write_admin(&data_dir)?;
     tracing::info!(api = %url, kubeconfig = %kubeconfig.display(), "API server ready");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move { server.await?.context("API server") });
+    // Each component under its own name, as upstream's: the server logs who did what.
+    let controllers = credentials
+        .client(credentials::component("system:kube-controller-manager"))
+        .await?;
+    let scheduler = credentials
+        .client(credentials::component("system:kube-scheduler"))
+        .await?;
+    tasks.spawn(podium_controllers::run(controllers));
+    tasks.spawn(podium_scheduler::run(scheduler));
+    // The store compacts its own history; Events expire here.
+    let events = api.registry.store.clone();
+    let event_ttl = args.event_ttl;
+    tasks.spawn(async move {
+        podium_apiserver::event_ttl::run(events, event_ttl).await;
+        Ok(())
+    });
+    let kubernetes_service = api.clone();
+    tasks.spawn(async move {
+        podium_apiserver::kubernetes_service::run(kubernetes_service, Duration::from_secs(10))
+            .await;
+        Ok(())
+    });
+    let gc = api.clone();
+    tasks.spawn(async move {
+        podium_apiserver::gc::run(gc, Duration::from_secs(30)).await;
+        Ok(())
+    });
+    Ok(ControlPlane {
+        data_dir,
+        credentials,
+        tasks,
+        _lock: lock,
+    })
+}
+
+/// Run until interrupted or until a component stops (an error).
+async fn run_until_stopped(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    on_stop: &str,
+) -> anyhow::Result<()> {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted{on_stop}"),
+        _ = sigterm.recv() => tracing::info!("terminated{on_stop}"),
+        Some(done) = tasks.join_next() => {
+            let result = done.context("a component panicked")?;
+            result.context("a component stopped")?;
+            anyhow::bail!("a component stopped unexpectedly");
+        }
+    }
+    Ok(())
+}
+
+/// `podium server`: the control plane alone.
+pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    init_logging();
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let control_plane = start_control_plane(&args, loopback, &[]).await?;
+    run_until_stopped(control_plane.tasks, "").await
+}
+
+/// `podium up`: the control plane and a node (agent, runtime, service proxy) in one process.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    init_logging();
+    let ControlPlane {
+        data_dir,
+        credentials,
+        mut tasks,
+        _lock,
+    } = start_control_plane(&args.server, args.node_ip, &[args.node_ip]).await?;
+    // `podium down` needs the same network settings to find what `up` made.
+    let settings = serde_json::json!({"pod_cidr": args.pod_cidr, "bridge": args.bridge});
+    std::fs::write(data_dir.join("node.json"), settings.to_string())
+        .context("writing node.json")?;
+    let node_name = args.node_name.clone().unwrap_or_else(host_name);
 
     let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
     let runtime: Arc<dyn Runtime> = Arc::new(
@@ -149,54 +257,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         node_ip: args.node_ip,
         cluster_ip_interface: CLUSTER_IP_INTERFACE.into(),
     };
-
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(async move { server.await?.context("API server") });
-    // Each component under its own name, as upstream's: the server logs who did what.
-    let controllers = credentials
-        .client(credentials::component("system:kube-controller-manager"))
-        .await?;
-    let scheduler = credentials
-        .client(credentials::component("system:kube-scheduler"))
-        .await?;
     let agent = credentials.client(credentials::node(&node_name)).await?;
     let proxy = credentials
         .client(credentials::component("system:kube-proxy"))
         .await?;
-    tasks.spawn(podium_controllers::run(controllers));
-    tasks.spawn(podium_scheduler::run(scheduler));
     tasks.spawn(podium_agent::run(agent, agent_config, runtime));
     tasks.spawn(podium_proxy::run(proxy, proxy_config));
-    // The store compacts its own history; Events expire here.
-    let events = api.registry.store.clone();
-    let event_ttl = args.event_ttl;
-    tasks.spawn(async move {
-        podium_apiserver::event_ttl::run(events, event_ttl).await;
-        Ok(())
-    });
-    let kubernetes_service = api.clone();
-    tasks.spawn(async move {
-        podium_apiserver::kubernetes_service::run(kubernetes_service, Duration::from_secs(10))
-            .await;
-        Ok(())
-    });
-    let gc = api.clone();
-    tasks.spawn(async move {
-        podium_apiserver::gc::run(gc, Duration::from_secs(30)).await;
-        Ok(())
-    });
-
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; containers keep running (stop them with `podium down`)"),
-        _ = sigterm.recv() => tracing::info!("terminated; containers keep running (stop them with `podium down`)"),
-        Some(done) = tasks.join_next() => {
-            let result = done.context("a component panicked")?;
-            result.context("a component stopped")?;
-            anyhow::bail!("a component stopped unexpectedly");
-        }
-    }
-    Ok(())
+    run_until_stopped(
+        tasks,
+        "; containers keep running (stop them with `podium down`)",
+    )
+    .await
 }
 
 /// Stop every container of the data dir and release what the runtime holds on the host.
@@ -204,11 +275,17 @@ pub async fn down(data_dir: PathBuf) -> anyhow::Result<()> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("{} does not exist", data_dir.display()))?;
+    // `podium up` writes node.json before its node starts anything; without it no node
+    // ran on this data dir (`podium server`), and there is nothing to stop.
+    let Ok(settings) = std::fs::read(data_dir.join("node.json")) else {
+        eprintln!(
+            "No node ran on {} (no node.json): nothing to stop.",
+            data_dir.display()
+        );
+        return Ok(());
+    };
+    let settings: serde_json::Value = serde_json::from_slice(&settings).unwrap_or_default();
     let images = Arc::new(podium_image::ImageStore::open(data_dir.join("images"))?);
-    let settings: serde_json::Value = std::fs::read(data_dir.join("node.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
     let field = |name: &str, default: &str| settings[name].as_str().unwrap_or(default).to_string();
     let config = runtime_config(
         &data_dir,
