@@ -23,9 +23,9 @@ def get(cluster: Cluster, path: str, accept: str, etag: str | None = None):
         request.add_header("If-None-Match", etag)
     try:
         with cluster.opener.open(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, error.headers, error.read()
 
 
 def legacy_resources(cluster: Cluster) -> set[tuple[str, str]]:

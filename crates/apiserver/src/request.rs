@@ -39,6 +39,14 @@ pub fn parse_target(legacy: bool, path: &str) -> Result<Target, ApiError> {
             _ => return Err(ApiError::not_found_path(path)),
         }
     };
+    // A group-version's own document: discovery knows every served one (including those
+    // outside the resource table) and answers 404 for the rest.
+    if rest.is_empty() {
+        return Ok(Target::GroupVersion {
+            group: group.into(),
+            version: version.into(),
+        });
+    }
     if !resource::group_versions().contains(&(group, version)) {
         return Err(ApiError::not_found_path(path));
     }

@@ -215,11 +215,22 @@ async fn run_until_stopped(
     Ok(())
 }
 
+/// Once every component has started (certificates made, clients connected, first lists
+/// and watches done), drop the resident copy of the code that ran only for that: the
+/// steady state maps back what it runs. See `podium_linux::memory::release_program_text`.
+async fn release_start_up_text() -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let released = podium_linux::memory::release_program_text();
+    tracing::debug!(released, "released start-up code pages");
+    std::future::pending().await
+}
+
 /// `podium server`: the control plane alone.
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     init_logging();
     let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    let control_plane = start_control_plane(&args, loopback, &[]).await?;
+    let mut control_plane = start_control_plane(&args, loopback, &[]).await?;
+    control_plane.tasks.spawn(release_start_up_text());
     run_until_stopped(control_plane.tasks, "").await
 }
 
@@ -263,6 +274,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await?;
     tasks.spawn(podium_agent::run(agent, agent_config, runtime));
     tasks.spawn(podium_proxy::run(proxy, proxy_config));
+    tasks.spawn(release_start_up_text());
     run_until_stopped(
         tasks,
         "; containers keep running (stop them with `podium down`)",

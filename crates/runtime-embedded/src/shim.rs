@@ -70,6 +70,9 @@ pub fn shim_main(args: &[String]) -> i32 {
     };
     answer_agent(HANDSHAKE_OK);
     detach_stdout();
+    // From here the shim blocks in waitpid for the container's lifetime: the code that
+    // set the container up need not stay resident in every shim.
+    podium_linux::memory::release_program_text();
     match supervise(dir, started) {
         Ok(()) => 0,
         Err(error) => {
