@@ -304,7 +304,19 @@ async fn list(
     let prefix = crate::registry::prefix(resource, namespace);
     let options = crate::list::parse(|k| call.param(k).map(str::to_string), &prefix)?;
     let registry = &call.server.registry;
-    let listed = crate::list::read(&*registry.store, &prefix, &labels, &fields, &options).await?;
+    let listed = match crate::list::from_cache(&options, call.param("resourceVersion")) {
+        Some(at_least) => {
+            let cache = registry.caches.of(resource);
+            let at_least = at_least.unwrap_or_else(|| registry.store.revision());
+            let (items, revision) = cache.list(namespace, &labels, &fields, at_least).await?;
+            crate::registry::Listed {
+                items: items.iter().map(|o| Value::clone(o)).collect(),
+                revision,
+                continue_after: None,
+            }
+        }
+        None => crate::list::read(&*registry.store, &prefix, &labels, &fields, &options).await?,
+    };
     let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(last) = &listed.continue_after {
         let token =

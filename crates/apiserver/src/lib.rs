@@ -5,6 +5,7 @@
 //! * [`handlers`]: the verbs (get, list, create, update, patch, delete) and content negotiation.
 //! * [`negotiate`]: JSON or Kubernetes protobuf, for bodies and answers.
 //! * [`list`]: LIST options: continue tokens, resourceVersion and resourceVersionMatch.
+//! * [`cache`]: the watch cache: decoded objects and recent events per resource.
 //! * [`watch`]: `?watch=true` streams.
 //! * [`subresources`]: status, scale, binding, log.
 //! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
@@ -18,6 +19,7 @@
 
 pub mod allocate;
 pub mod auth;
+pub mod cache;
 pub mod discovery;
 pub mod error;
 pub mod event_ttl;

@@ -207,7 +207,7 @@ pub fn parse(
     })
 }
 
-fn too_large(requested: Revision, current: Revision) -> ApiError {
+pub(crate) fn too_large(requested: Revision, current: Revision) -> ApiError {
     let mut e = ApiError::new(
         Reason::Timeout,
         format!("Timeout: Too large resource version: {requested}, current: {current}"),
@@ -226,6 +226,27 @@ async fn wait_for(store: &dyn Store, revision: Revision) -> Result<(), ApiError>
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// Whether the watch cache answers this LIST, as upstream's cacher decides
+/// (`shouldDelegateList`): not for a continue token, an exact revision or a paged read
+/// (those need the store's range at a revision), but `resourceVersion=0` ignores the
+/// limit and is served whole. `Some(None)`: a consistent read (the store's current
+/// revision); `Some(Some(n))`: any state at or after revision n.
+pub fn from_cache(
+    options: &ListOptions,
+    resource_version: Option<&str>,
+) -> Option<Option<Revision>> {
+    if options.continuing || options.start.is_some() || options.revision > 0 {
+        return None;
+    }
+    match resource_version.unwrap_or("") {
+        "" if options.limit == 0 => Some(None),
+        "" => None,
+        "0" => Some(Some(0)),
+        _ if options.limit == 0 => Some(Some(options.not_older_than.unwrap_or(0))),
+        _ => None,
+    }
 }
 
 /// A failed scan: the store's own answer, or an object that would not decode.

@@ -24,6 +24,8 @@ const UPDATE_RETRIES: usize = 16;
 /// The objects of every kind, over one store.
 pub struct Registry {
     pub store: Arc<dyn Store>,
+    /// Decoded objects and recent events per resource: LISTs and watches read here.
+    pub caches: crate::cache::Caches,
     pub(crate) services: ServiceAllocator,
 }
 
@@ -133,6 +135,7 @@ fn random_suffix() -> String {
 impl Registry {
     pub fn new(store: Arc<dyn Store>, config: &ApiConfig) -> Self {
         Registry {
+            caches: crate::cache::Caches::new(store.clone()),
             store,
             services: ServiceAllocator::new(&config.service_cidr),
         }

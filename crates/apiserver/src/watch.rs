@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::cache::{CachedEvent, Subscription, WatchCache};
 use crate::error::ApiResult;
 use crate::handlers::{Call, selectors};
 use crate::negotiate;
@@ -113,9 +114,10 @@ pub async fn serve(
         };
     let bookmarks = call.param("allowWatchBookmarks") == Some("true");
     let send_initial = call.param("sendInitialEvents") == Some("true");
-    let requested = match call.param("resourceVersion") {
-        None | Some("0") => None,
-        Some(rv) => Some(parse_revision(rv)?),
+    let raw_revision = call.param("resourceVersion").unwrap_or("");
+    let requested = match raw_revision {
+        "" | "0" => None,
+        rv => Some(parse_revision(rv)?),
     };
     let registry = call.server.registry.clone();
     let prefix = prefix(resource, namespace.as_deref());
@@ -130,6 +132,39 @@ pub async fn serve(
         include: call.include_object(),
         sent_columns: false,
     };
+
+    // From the watch cache unless the revision is older than its window.
+    let cache = registry.caches.of(resource);
+    let (from, consistent_with) = match (requested, send_initial) {
+        (Some(rv), false) => (Some(rv), 0),
+        (Some(rv), true) => (None, rv),
+        // No resourceVersion: the initial state is a consistent read, as upstream's quorum
+        // read; "0" is any state the cache holds.
+        (None, _) if raw_revision.is_empty() => (None, registry.store.revision()),
+        (None, _) => (None, 0),
+    };
+    if let Some(subscription) = cache
+        .subscribe(
+            namespace.as_deref(),
+            &labels,
+            &fields,
+            from,
+            consistent_with,
+        )
+        .await?
+    {
+        let watched = CachedWatch {
+            cache,
+            namespace,
+            labels,
+            fields,
+            encoder,
+            send_initial,
+            bookmarks,
+            timeout,
+        };
+        return Ok(stream_response(protobuf, watched.run(subscription)));
+    }
 
     // Initial state: synthetic ADDED events when no (or a zero) resourceVersion was given.
     let mut initial = Vec::new();
@@ -229,6 +264,13 @@ pub async fn serve(
         }
     });
 
+    Ok(stream_response(protobuf, receiver))
+}
+
+fn stream_response(
+    protobuf: bool,
+    receiver: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> Response {
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(receiver)));
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -239,5 +281,120 @@ pub async fn serve(
             "application/json"
         }),
     );
-    Ok(response)
+    response
+}
+
+/// A watch served from the watch cache.
+struct CachedWatch {
+    cache: std::sync::Arc<WatchCache>,
+    namespace: Option<String>,
+    labels: podium_api::selector::LabelSelector,
+    fields: podium_api::selector::FieldSelector,
+    encoder: Encoder,
+    send_initial: bool,
+    bookmarks: bool,
+    timeout: Duration,
+}
+
+impl CachedWatch {
+    /// The event as this watcher sees it (selectors decide membership), or None. Shares
+    /// the cache's one encoding when the watcher sees the event as it happened.
+    fn line(&mut self, event: &CachedEvent) -> Option<Bytes> {
+        if !self
+            .cache
+            .in_scope(self.namespace.as_deref(), &event.object)
+        {
+            return None;
+        }
+        let kind = match event.membership(&self.labels, &self.fields) {
+            (false, true) => "ADDED",
+            (true, true) => "MODIFIED",
+            (true, false) => "DELETED",
+            (false, false) => return None,
+        };
+        if kind == event.natural_type() && !self.encoder.table {
+            let shared = if self.encoder.protobuf {
+                event.protobuf_frame()
+            } else {
+                Some(event.json_line())
+            };
+            if let Some(bytes) = shared {
+                return Some(bytes);
+            }
+        }
+        Some(self.encoder.event(kind, &event.object))
+    }
+
+    fn run(
+        mut self,
+        mut subscription: Subscription,
+    ) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
+        let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+        tokio::spawn(async move {
+            for object in std::mem::take(&mut subscription.initial) {
+                if sender
+                    .send(Ok(self.encoder.event("ADDED", &object)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            for event in std::mem::take(&mut subscription.replay) {
+                if let Some(line) = self.line(&event) {
+                    if sender.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if self.send_initial
+                && sender
+                    .send(Ok(self.encoder.bookmark(subscription.revision, true)))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + BOOKMARK_EVERY,
+                BOOKMARK_EVERY,
+            );
+            let mut last_sent = subscription.revision;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = sender.closed() => return,
+                    _ = ticker.tick(), if self.bookmarks => {
+                        // The cache's progress: a quiet resource's watcher still learns
+                        // a current revision to resume from.
+                        let revision = (*subscription.progress.borrow()).max(last_sent);
+                        if sender.send(Ok(self.encoder.bookmark(revision, false))).await.is_err() {
+                            return;
+                        }
+                    }
+                    event = subscription.live.recv() => match event {
+                        Ok(event) => {
+                            last_sent = event.revision;
+                            if let Some(line) = self.line(&event) {
+                                if sender.send(Ok(line)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                            let e = ApiError::gone(format!(
+                                "too old resource version: {last_sent}: the watch fell {missed} events behind and was ended; watch again from the last resourceVersion received"
+                            ));
+                            let _ = sender.send(Ok(self.encoder.error(&e))).await;
+                            return;
+                        }
+                        // The cache re-listed: end, the client resumes from its last revision.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        receiver
+    }
 }

@@ -116,11 +116,37 @@ impl Event {
 /// as etcd clients do.
 pub struct Watch {
     receiver: tokio::sync::mpsc::Receiver<Arc<Event>>,
+    progress: Box<dyn Fn() -> Revision + Send + Sync>,
 }
 
 impl Watch {
+    /// A watch fed through `receiver` by a backend. `progress` answers etcd's progress
+    /// request: a revision R such that every change at or below R under the prefix is
+    /// already in `receiver` (or was delivered before), so a watcher that drains the
+    /// channel after asking knows it has seen the store as of R, even when nothing under
+    /// its prefix changed for a long time.
+    pub fn new(
+        receiver: tokio::sync::mpsc::Receiver<Arc<Event>>,
+        progress: Box<dyn Fn() -> Revision + Send + Sync>,
+    ) -> Watch {
+        Watch { receiver, progress }
+    }
+
     pub async fn next(&mut self) -> Option<Arc<Event>> {
         self.receiver.recv().await
+    }
+
+    /// The next change if one is already waiting; `Err(true)` when the watch has ended.
+    pub fn try_next(&mut self) -> Result<Arc<Event>, bool> {
+        use tokio::sync::mpsc::error::TryRecvError;
+        self.receiver
+            .try_recv()
+            .map_err(|e| e == TryRecvError::Disconnected)
+    }
+
+    /// See [`Watch::new`]: every change up to the returned revision has been sent.
+    pub fn progress(&self) -> Revision {
+        (self.progress)()
     }
 }
 

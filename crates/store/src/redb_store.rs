@@ -545,7 +545,7 @@ impl Inner {
         Ok(results)
     }
 
-    fn register_watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
+    fn register_watch(&self, prefix: &str, after: Revision) -> Result<mpsc::Receiver<Arc<Event>>> {
         let mut watchers = self.lock_watchers()?;
         // Every revision up to `published` has been fanned out already; later ones will be,
         // to the watchers registered now. Replaying history up to it leaves no gap.
@@ -584,7 +584,7 @@ impl Inner {
             after: after.max(published),
             sender,
         });
-        Ok(Watch { receiver })
+        Ok(receiver)
     }
 
     /// Compact towards `target` by at most [`COMPACT_CHUNK`] revisions in one transaction;
@@ -868,7 +868,18 @@ impl Store for SharedRedbStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
         let (inner, prefix) = (self.0.inner.clone(), prefix.to_string());
-        blocking(move || inner.register_watch(&prefix, after)).await
+        let receiver = blocking(move || inner.register_watch(&prefix, after)).await?;
+        // Fan-out happens under the watchers lock right after the revision is published:
+        // once the lock is taken, every revision up to the published one is in the channel.
+        let inner = self.0.inner.clone();
+        let progress = Box::new(move || match inner.watchers.lock() {
+            Ok(_fanned_out) => inner.revision.load(Ordering::SeqCst),
+            Err(poisoned) => {
+                drop(poisoned);
+                inner.revision.load(Ordering::SeqCst)
+            }
+        });
+        Ok(Watch::new(receiver, progress))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
