@@ -45,7 +45,12 @@ async fn send(
         .expect("request");
     let response = sender.send_request(request).await.expect("send");
     let status = response.status();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     (status, body)
 }
 
@@ -109,8 +114,13 @@ async fn main() {
             tokio::spawn(async move {
                 let mut sender = connect(&addr).await;
                 for i in (c..PODS).step_by(16) {
-                    let (status, body) =
-                        send(&mut sender, "POST", "/api/v1/namespaces/default/pods", pod(i)).await;
+                    let (status, body) = send(
+                        &mut sender,
+                        "POST",
+                        "/api/v1/namespaces/default/pods",
+                        pod(i),
+                    )
+                    .await;
                     assert_eq!(status, http::StatusCode::CREATED, "{body:?}");
                 }
             })

@@ -209,7 +209,10 @@ async fn a_watch_from_a_list_gets_every_later_change_in_order() {
         ));
     }
     let revisions: Vec<u64> = seen.iter().map(|(_, _, r)| *r).collect();
-    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "revisions out of order: {revisions:?}");
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "revisions out of order: {revisions:?}"
+    );
     for (event, want) in seen.iter_mut().zip(&expected) {
         if want.2 == 0 {
             event.2 = 0;
