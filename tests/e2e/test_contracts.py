@@ -142,3 +142,59 @@ def test_kubectl_drain_evicts_pods(cluster: Cluster, sample_images: SampleImages
     assert cluster.kubectl("get", "pod", "drained", check=False).returncode != 0
     assert cluster.kubectl_json("get", "node", node)["spec"].get("unschedulable") is True
     cluster.kubectl("uncordon", node)
+
+
+def test_evictions_honour_pod_disruption_budgets(cluster: Cluster, sample_images: SampleImages):
+    """The disruption controller counts a budget's pods; `kubectl drain` is refused (429,
+    retried) while the budget allows no disruption; the Python client's eviction spends
+    the one allowed and the next gets 429."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    cluster.import_image(sample_images.v1)
+    cluster.kubectl("create", "deployment", "web", "--image=sample-app:v1", "--replicas=2")
+    cluster.kubectl("create", "poddisruptionbudget", "web", "--selector=app=web", "--min-available=2")
+
+    def budget_counts(want: tuple[int, int, int, int]):
+        def probe() -> tuple[bool, object]:
+            status = cluster.kubectl_json("get", "pdb", "web").get("status", {})
+            seen = tuple(status.get(k) for k in ("expectedPods", "currentHealthy", "desiredHealthy", "disruptionsAllowed"))
+            return seen == want, status
+
+        return probe
+
+    status = wait_for("the budget to count 2 healthy pods", budget_counts((2, 2, 2, 0)), timeout=60, diagnostics=cluster.diagnostics)
+    condition = next(c for c in status["conditions"] if c["type"] == "DisruptionAllowed")
+    assert (condition["status"], condition["reason"]) == ("False", "InsufficientPods"), condition
+    table = cluster.kubectl("get", "pdb", "web").stdout
+    assert "ALLOWED DISRUPTIONS" in table and table.splitlines()[1].split()[3] == "0", table
+
+    node = cluster.kubectl("get", "nodes", "-o", "name").stdout.strip().removeprefix("node/")
+    drained = cluster.kubectl("drain", node, "--ignore-daemonsets", "--timeout=8s", check=False, timeout=60)
+    assert drained.returncode != 0, drained.stdout + drained.stderr
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in drained.stderr, drained.stderr
+    pods = cluster.pods("app=web")
+    assert len(pods) == 2 and not any(p["metadata"].get("deletionTimestamp") for p in pods), pods
+
+    # One disruption allowed: the first eviction spends it; the node stays cordoned, so no
+    # replacement becomes healthy and the second is refused.
+    cluster.kubectl("patch", "pdb", "web", "--type=merge", "-p", '{"spec":{"minAvailable":1}}')
+    wait_for("the budget to allow one disruption", budget_counts((2, 2, 1, 1)), timeout=30)
+    core = client.CoreV1Api(cluster.api_client())
+    first, second = (p["metadata"]["name"] for p in pods)
+
+    def eviction(name: str):
+        return client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace="default"))
+
+    core.create_namespaced_pod_eviction(first, "default", eviction(first))
+    try:
+        core.create_namespaced_pod_eviction(second, "default", eviction(second))
+        raise AssertionError("the second eviction was allowed")
+    except ApiException as refused:
+        assert refused.status == 429, refused
+        assert "disruption budget" in refused.body, refused.body
+    status = cluster.kubectl_json("get", "pdb", "web")["status"]
+    assert status["disruptionsAllowed"] == 0, status
+    second_pod = cluster.kubectl_json("get", "pod", second)
+    assert not second_pod["metadata"].get("deletionTimestamp"), second_pod
+    cluster.kubectl("uncordon", node)

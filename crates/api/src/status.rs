@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 pub enum Reason {
     BadRequest,
     Unauthorized,
+    Forbidden,
     NotFound,
     AlreadyExists,
     Conflict,
@@ -18,6 +19,7 @@ pub enum Reason {
     UnsupportedMediaType,
     NotAcceptable,
     RequestEntityTooLarge,
+    TooManyRequests,
     InternalError,
     ServiceUnavailable,
     Timeout,
@@ -28,6 +30,7 @@ impl Reason {
         match self {
             Reason::BadRequest => 400,
             Reason::Unauthorized => 401,
+            Reason::Forbidden => 403,
             Reason::NotFound => 404,
             Reason::MethodNotAllowed => 405,
             Reason::NotAcceptable => 406,
@@ -36,6 +39,7 @@ impl Reason {
             Reason::RequestEntityTooLarge => 413,
             Reason::UnsupportedMediaType => 415,
             Reason::Invalid => 422,
+            Reason::TooManyRequests => 429,
             Reason::InternalError => 500,
             Reason::ServiceUnavailable => 503,
             Reason::Timeout => 504,
@@ -46,6 +50,7 @@ impl Reason {
         match self {
             Reason::BadRequest => "BadRequest",
             Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
             Reason::NotFound => "NotFound",
             Reason::AlreadyExists => "AlreadyExists",
             Reason::Conflict => "Conflict",
@@ -56,6 +61,7 @@ impl Reason {
             Reason::UnsupportedMediaType => "UnsupportedMediaType",
             Reason::NotAcceptable => "NotAcceptable",
             Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::TooManyRequests => "TooManyRequests",
             Reason::InternalError => "InternalError",
             Reason::ServiceUnavailable => "ServiceUnavailable",
             Reason::Timeout => "Timeout",

@@ -197,11 +197,12 @@ pub async fn bind(
 }
 
 /// `POST pods/<name>/eviction` with a `policy/v1` Eviction: what `kubectl drain` and
-/// client-go's `EvictV1` send. Upstream (`pkg/registry/core/pod/storage/eviction.go`)
-/// checks the pod's PodDisruptionBudgets and answers 429 when one forbids the
-/// disruption; Podium serves no PodDisruptionBudgets yet, so every eviction is allowed and
-/// is the pod's delete with the Eviction's `deleteOptions` (graceful, as any pod delete).
-/// The answer is upstream's: 201 with a Success `Status`.
+/// client-go's `EvictV1` send. As upstream (`pkg/registry/core/pod/storage/eviction.go`):
+/// the pod's PodDisruptionBudget (kept current by the disruption controller) must allow
+/// one more disruption, which the eviction spends (`disruptionsAllowed - 1`, the pod in
+/// `disruptedPods`) in the same compare-and-swap as it checks it; otherwise 429, which
+/// `kubectl drain` retries. Then the pod's delete with the Eviction's `deleteOptions`
+/// (graceful, as any pod delete). The answer is upstream's: 201 with a Success `Status`.
 pub async fn evict(
     call: &Call,
     resource: &'static ResourceInfo,
@@ -234,6 +235,10 @@ pub async fn evict(
         .cloned()
         .unwrap_or_else(|| json!({}));
     let request = crate::handlers::delete_request(call, &options)?;
+    let pod = call.server.registry.get(resource, namespace, name).await?;
+    if !can_ignore_budgets(&pod) {
+        spend_disruption(call, namespace.unwrap_or_default(), name, &pod).await?;
+    }
     crate::handlers::delete_object(
         &call.server,
         resource,
@@ -245,6 +250,172 @@ pub async fn evict(
     .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(call.respond(StatusCode::CREATED, &status, &[]))
+}
+
+/// Pods whose eviction disrupts nothing (upstream's `canIgnorePDB`): finished, not yet
+/// running, or already being deleted.
+fn can_ignore_budgets(pod: &Value) -> bool {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    matches!(phase, Some("Succeeded" | "Failed" | "Pending"))
+        || pod
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Upstream's answer when a budget forbids the eviction (`createTooManyRequestsError`).
+fn budget_forbids(cause_message: String) -> ApiError {
+    let mut e = ApiError::new(
+        podium_api::status::Reason::TooManyRequests,
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    );
+    e.causes.push(podium_api::status::Cause {
+        reason: "DisruptionBudget".into(),
+        message: cause_message,
+        field: String::new(),
+    });
+    e
+}
+
+/// The most `disruptedPods` entries a budget may hold before its controller confirms them.
+const MAX_DISRUPTED_PODS: usize = 2000;
+
+/// Check the pod's budget and spend one of its allowed disruptions.
+async fn spend_disruption(
+    call: &Call,
+    namespace: &str,
+    pod_name: &str,
+    pod: &Value,
+) -> Result<(), ApiError> {
+    let budgets = resource::find("policy", "v1", "poddisruptionbudgets")
+        .ok_or_else(|| ApiError::internal("poddisruptionbudgets not registered"))?;
+    let listed = call
+        .server
+        .registry
+        .list(
+            budgets,
+            Some(namespace),
+            &podium_api::selector::LabelSelector::default(),
+            &podium_api::selector::FieldSelector::default(),
+            0,
+            None,
+        )
+        .await?;
+    let labels = pod
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let matching: Vec<&Value> = listed
+        .items
+        .iter()
+        .filter(|pdb| selects(pdb.pointer("/spec/selector"), &labels))
+        .collect();
+    let pdb = match matching.as_slice() {
+        [] => return Ok(()),
+        [one] => *one,
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+    };
+    let pdb_name = meta_str(pdb, "name").unwrap_or_default().to_string();
+    let count = |p: &str| pdb.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    if !is_ready(pod) {
+        // An unhealthy pod does not lower the healthy count: evictable when the policy
+        // says always, or when the budget is met without it.
+        let policy = pdb
+            .pointer("/spec/unhealthyPodEvictionPolicy")
+            .and_then(Value::as_str);
+        let desired = count("/status/desiredHealthy");
+        if policy == Some("AlwaysAllow")
+            || (count("/status/currentHealthy") >= desired && desired > 0)
+        {
+            return Ok(());
+        }
+    }
+    let now = crate::registry::now_rfc3339();
+    call.server
+        .registry
+        .update_with(budgets, Some(namespace), &pdb_name, None, call.dry_run(), |mut pdb| {
+            let count = |p: &str| pdb.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            let generation = count("/metadata/generation");
+            if count("/status/observedGeneration") < generation {
+                return Err(budget_forbids(format!(
+                    "The disruption budget {pdb_name} is still being processed by the server."
+                )));
+            }
+            let allowed = count("/status/disruptionsAllowed");
+            if allowed < 0 {
+                return Err(ApiError::new(podium_api::status::Reason::Forbidden, "pdb disruptions allowed is negative"));
+            }
+            let disrupted = pdb.pointer("/status/disruptedPods").and_then(Value::as_object).map_or(0, |d| d.len());
+            if disrupted > MAX_DISRUPTED_PODS {
+                return Err(ApiError::new(
+                    podium_api::status::Reason::Forbidden,
+                    "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+                ));
+            }
+            if allowed == 0 {
+                return Err(budget_forbids(format!(
+                    "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                    count("/status/desiredHealthy"),
+                    count("/status/currentHealthy")
+                )));
+            }
+            pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            if !pdb["status"]["disruptedPods"].is_object() {
+                pdb["status"]["disruptedPods"] = json!({});
+            }
+            pdb["status"]["disruptedPods"][pod_name] = json!(now);
+            Ok(pdb)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Whether a policy/v1 budget's selector selects pods with these labels: an empty
+/// selector selects every pod of the namespace, a missing one none.
+fn selects(selector: Option<&Value>, labels: &Value) -> bool {
+    let Some(selector) = selector.filter(|s| s.is_object()) else {
+        return false;
+    };
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let by_labels = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| label(k) == v.as_str());
+    let by_expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e["key"].as_str().unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            match e["operator"].as_str() {
+                Some("In") => label(key).is_some_and(|v| values.contains(&v)),
+                Some("NotIn") => label(key).is_none_or(|v| !values.contains(&v)),
+                Some("Exists") => label(key).is_some(),
+                Some("DoesNotExist") => label(key).is_none(),
+                _ => false,
+            }
+        });
+    by_labels && by_expressions
 }
 
 /// Which container a log request means: `?container=`, the default-container

@@ -7,12 +7,14 @@
 //! * [`endpoints`]: the ready and not-ready pod addresses behind each Service.
 //! * [`endpointslice`]: the same as `discovery.k8s.io` EndpointSlices, with conditions.
 //! * [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! * [`disruption`]: PodDisruptionBudget status, which evictions consult.
 //! * [`informer`]: one watch per kind, fanned out to every controller.
 //! * [`expectations`]: never act twice on a cache that has not seen our last writes.
 //! * [`labels`], [`podutil`], [`retry`]: selectors, pod facts, error backoff.
 //! * [`error`]: the [`Error`] every reconcile returns.
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod error;
@@ -26,9 +28,10 @@ pub mod serviceaccount;
 
 pub use error::Error;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Api, Client};
 use podium_client::events::{Recorder, Reporter};
 
@@ -45,6 +48,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let slices = Informer::start(Api::<EndpointSlice>::all(client.clone()));
     let namespaces = Informer::start(Api::<Namespace>::all(client.clone()));
     let accounts = Informer::start(Api::<ServiceAccount>::all(client.clone()));
+    let budgets = Informer::start(Api::<PodDisruptionBudget>::all(client.clone()));
+    let statefulsets = Informer::start(Api::<StatefulSet>::all(client.clone()));
     // Every cache must have listed once before any controller acts: a ReplicaSet
     // reconciled against an empty pod cache would create its pods all over again.
     let ready = [
@@ -56,6 +61,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         slices.ready().await,
         namespaces.ready().await,
         accounts.ready().await,
+        budgets.ready().await,
+        statefulsets.ready().await,
     ];
     if ready.contains(&false) {
         anyhow::bail!("a watch stopped before its cache was filled");
@@ -77,6 +84,14 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         endpoints::run(client.clone(), &services, &pods, &endpoints),
         endpointslice::run(client.clone(), &services, &pods, &slices),
         serviceaccount::run(client.clone(), &namespaces, &accounts),
+        disruption::run(
+            client.clone(),
+            &budgets,
+            &pods,
+            &replicasets,
+            &deployments,
+            &statefulsets
+        ),
     );
     anyhow::bail!("the controllers stopped: their watches ended")
 }

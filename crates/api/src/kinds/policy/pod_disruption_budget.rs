@@ -1,5 +1,6 @@
 //! PodDisruptionBudgets (`policy/v1`): upstream's `ValidatePodDisruptionBudget` (the parts
-//! Podium checks) and `printPodDisruptionBudget`. Not consulted by evictions yet.
+//! Podium checks) and `printPodDisruptionBudget`. Its status is the disruption controller's; `pods/eviction`
+//! consults it.
 
 use serde_json::{Map, Value, json};
 
@@ -77,12 +78,6 @@ impl Kind for PodDisruptionBudget {
             age,
         ];
         (cells, None)
-    }
-
-    fn not_acted_on(&self) -> Option<&'static str> {
-        Some(
-            "Podium does not enforce PodDisruptionBudgets yet: the budget is stored, but its status is not computed and nothing consults it",
-        )
     }
 }
 
