@@ -24,7 +24,10 @@ async fn call(server: &ApiServer, method: &str, uri: &str, body: Value) -> (Stat
     let response = server.router().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A pod with the given phase and readiness (as the agent would report them).
@@ -44,7 +47,13 @@ fn eviction(name: &str) -> Value {
 }
 
 async fn evict(server: &ApiServer, name: &str) -> (StatusCode, Value) {
-    call(server, "POST", &format!("{PODS}/{name}/eviction"), eviction(name)).await
+    call(
+        server,
+        "POST",
+        &format!("{PODS}/{name}/eviction"),
+        eviction(name),
+    )
+    .await
 }
 
 /// A budget over `app=web` whose status (as the disruption controller writes it) allows
@@ -74,19 +83,28 @@ async fn an_eviction_spends_a_disruption_and_the_next_gets_429() {
     assert_eq!(pdb["status"]["disruptionsAllowed"], 0, "{pdb}");
     assert!(pdb["status"]["disruptedPods"]["a"].is_string(), "{pdb}");
     let (_, a) = call(&server, "GET", &format!("{PODS}/a"), Value::Null).await;
-    assert!(a["metadata"]["deletionTimestamp"].is_string(), "the evicted pod is being deleted: {a}");
+    assert!(
+        a["metadata"]["deletionTimestamp"].is_string(),
+        "the evicted pod is being deleted: {a}"
+    );
 
     let (code, status) = evict(&server, "b").await;
     assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{status}");
     assert_eq!(status["reason"], "TooManyRequests");
-    assert_eq!(status["message"], "Cannot evict pod as it would violate the pod's disruption budget.");
+    assert_eq!(
+        status["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
     assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
     assert_eq!(
         status["details"]["causes"][0]["message"],
         "The disruption budget web needs 1 healthy pods and has 2 currently"
     );
     let (_, b) = call(&server, "GET", &format!("{PODS}/b"), Value::Null).await;
-    assert!(b["metadata"]["deletionTimestamp"].is_null(), "a refused eviction deleted the pod: {b}");
+    assert!(
+        b["metadata"]["deletionTimestamp"].is_null(),
+        "a refused eviction deleted the pod: {b}"
+    );
 }
 
 #[tokio::test]
@@ -115,13 +133,25 @@ async fn a_budget_not_yet_processed_refuses_and_unscheduled_or_unready_pods_go()
 async fn two_budgets_over_one_pod_are_an_error_and_none_lets_it_go() {
     let (server, _dir) = common::api_server().await;
     pod(&server, "free", "Running", true).await;
-    assert_eq!(evict(&server, "free").await.0, StatusCode::CREATED, "no budget: evicted");
+    assert_eq!(
+        evict(&server, "free").await.0,
+        StatusCode::CREATED,
+        "no budget: evicted"
+    );
     pod(&server, "a", "Running", true).await;
     budget(&server, 1, 1).await;
     let second = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "also"},
         "spec": {"maxUnavailable": 1, "selector": {}}});
-    assert_eq!(call(&server, "POST", BUDGETS, second).await.0, StatusCode::CREATED);
+    assert_eq!(
+        call(&server, "POST", BUDGETS, second).await.0,
+        StatusCode::CREATED
+    );
     let (code, status) = evict(&server, "a").await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{status}");
-    assert!(status["message"].as_str().unwrap().contains("more than one PodDisruptionBudget"));
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than one PodDisruptionBudget")
+    );
 }
