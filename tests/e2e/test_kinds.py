@@ -228,7 +228,6 @@ WARNINGS = [
     "Podium has no ingress controller yet",
     "Podium does not enforce NetworkPolicies yet",
     "Podium does not autoscale yet",
-    "Podium does not enforce PodDisruptionBudgets yet",
     "Podium does not schedule or preempt by priority yet",
     "Podium does not enforce ResourceQuotas yet",
     "Podium does not apply LimitRanges yet",
