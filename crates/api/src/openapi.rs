@@ -44,31 +44,80 @@ struct Document {
     hash: String,
 }
 
-/// Every served document by its path under `/openapi/v3/` (`api/v1`, `apis/apps/v1`,
-/// `api`, `apis`, `apis/apps`).
+fn add_document(out: &mut BTreeMap<String, Document>, path: String, document: Value) {
+    // A `Value` has only string keys, so serializing it cannot fail.
+    let bytes = serde_json::to_vec(&document).unwrap_or_default();
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(&bytes);
+    let hash = format!("{:016X}", hasher.finish());
+    out.insert(path, Document { bytes, hash });
+}
+
+/// The documents of group-versions and their groups (`apis/apps/v1`, `apis/apps`).
+fn add_group_versions(
+    out: &mut BTreeMap<String, Document>,
+    pairs: &[(&'static str, &'static str)],
+    known_groups: &BTreeSet<&str>,
+) {
+    let mut groups = BTreeSet::new();
+    for &(group, version) in pairs {
+        add_document(
+            out,
+            document_path(group, version),
+            group_version(group, version),
+        );
+        if !group.is_empty() && !known_groups.contains(group) && groups.insert(group) {
+            add_document(out, format!("apis/{group}"), group_document(group));
+        }
+    }
+}
+
+/// The built-in table's group-versions, in table order.
+fn builtin_group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for r in crate::resource::RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+/// The built-in documents by their path under `/openapi/v3/` (`api/v1`, `apis/apps/v1`,
+/// `api`, `apis`, `apis/apps`), made once.
 fn documents() -> &'static BTreeMap<String, Document> {
     static DOCUMENTS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
     DOCUMENTS.get_or_init(|| {
         let mut out = BTreeMap::new();
-        let mut add = |path: String, document: Value| {
-            // A `Value` has only string keys, so serializing it cannot fail.
-            let bytes = serde_json::to_vec(&document).unwrap_or_default();
-            let mut hasher = fnv::FnvHasher::default();
-            hasher.write(&bytes);
-            let hash = format!("{:016X}", hasher.finish());
-            out.insert(path, Document { bytes, hash });
-        };
-        add("api".into(), legacy_root_document());
-        add("apis".into(), groups_root_document());
-        let mut groups = BTreeSet::new();
-        for (group, version) in group_versions() {
-            add(document_path(group, version), group_version(group, version));
-            if !group.is_empty() && groups.insert(group) {
-                add(format!("apis/{group}"), group_document(group));
-            }
-        }
+        add_document(&mut out, "api".into(), legacy_root_document());
+        add_document(&mut out, "apis".into(), groups_root_document());
+        add_group_versions(&mut out, &builtin_group_versions(), &BTreeSet::new());
         out
     })
+}
+
+/// The documents of custom resources' group-versions, made again whenever the run-time
+/// rows of the resource table change (a CRD is created, changed or deleted).
+fn custom_documents() -> std::sync::Arc<BTreeMap<String, Document>> {
+    type Cached = Option<(u64, std::sync::Arc<BTreeMap<String, Document>>)>;
+    static CUSTOM: std::sync::RwLock<Cached> = std::sync::RwLock::new(None);
+    let generation = crate::resource::generation();
+    if let Some((made_at, documents)) = &*CUSTOM.read().unwrap_or_else(|p| p.into_inner()) {
+        if *made_at == generation {
+            return documents.clone();
+        }
+    }
+    let builtin = builtin_group_versions();
+    let known_groups: BTreeSet<&str> = builtin.iter().map(|(g, _)| *g).collect();
+    let custom: Vec<(&'static str, &'static str)> = group_versions()
+        .into_iter()
+        .filter(|gv| !builtin.contains(gv))
+        .collect();
+    let mut out = BTreeMap::new();
+    add_group_versions(&mut out, &custom, &known_groups);
+    let documents = std::sync::Arc::new(out);
+    *CUSTOM.write().unwrap_or_else(|p| p.into_inner()) = Some((generation, documents.clone()));
+    documents
 }
 
 /// `api/v1` or `apis/apps/v1`: the key in the root document and the URL under `/openapi/v3/`.
@@ -81,20 +130,20 @@ fn document_path(group: &str, version: &str) -> String {
 }
 
 /// The `/openapi/v3` discovery document: every document's path and its hash-pinned URL.
-pub fn root_document() -> &'static Value {
-    static ROOT: OnceLock<Value> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let paths: Map<String, Value> = documents()
-            .iter()
-            .map(|(path, doc)| {
-                (
-                    path.clone(),
-                    json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", doc.hash)}),
-                )
-            })
-            .collect();
-        json!({"paths": paths})
-    })
+pub fn root_document() -> Value {
+    let custom = custom_documents();
+    let mut all: Vec<(&String, &Document)> = documents().iter().chain(custom.iter()).collect();
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let paths: Map<String, Value> = all
+        .into_iter()
+        .map(|(path, doc)| {
+            (
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", doc.hash)}),
+            )
+        })
+        .collect();
+    json!({"paths": paths})
 }
 
 /// The document of one group-version (`group` "" for core), None if not served.
@@ -117,15 +166,31 @@ pub fn group_version_document(group: &str, version: &str) -> Option<&'static Val
 
 /// Serialized bytes + a stable hash (hex) of a group-version document, for ETag/caching headers.
 pub fn group_version_bytes(group: &str, version: &str) -> Option<(&'static [u8], &'static str)> {
-    document_bytes(&document_path(group, version))
+    documents()
+        .get(&document_path(group, version))
+        .map(|d| (d.bytes.as_slice(), d.hash.as_str()))
 }
 
 /// Any document the root lists, by its path under `/openapi/v3/` (`api/v1`,
-/// `apis/apps/v1`, and the discovery documents `api`, `apis`, `apis/apps`).
-pub fn document_bytes(path: &str) -> Option<(&'static [u8], &'static str)> {
-    documents()
+/// `apis/apps/v1`, and the discovery documents `api`, `apis`, `apis/apps`): its bytes and
+/// their hash. Built-in documents are borrowed; a custom resource's is copied.
+pub fn document_bytes(path: &str) -> Option<(std::borrow::Cow<'static, [u8]>, String)> {
+    if let Some(d) = documents().get(path) {
+        return Some((
+            std::borrow::Cow::Borrowed(d.bytes.as_slice()),
+            d.hash.clone(),
+        ));
+    }
+    custom_documents()
         .get(path)
-        .map(|d| (d.bytes.as_slice(), d.hash.as_str()))
+        .map(|d| (std::borrow::Cow::Owned(d.bytes.clone()), d.hash.clone()))
+}
+
+/// The document of a custom resource's group-version, parsed (for tests and tools).
+pub fn custom_group_version_document(group: &str, version: &str) -> Option<Value> {
+    custom_documents()
+        .get(&document_path(group, version))
+        .and_then(|d| serde_json::from_slice(&d.bytes).ok())
 }
 
 fn reference(schema: &str) -> Value {
@@ -924,7 +989,7 @@ mod tests {
                 "{url}"
             );
             let (bytes, _) = document_bytes(path).unwrap();
-            let doc: Value = serde_json::from_slice(bytes).unwrap();
+            let doc: Value = serde_json::from_slice(&bytes).unwrap();
             assert!(
                 doc["paths"]
                     .as_object()
@@ -1046,7 +1111,7 @@ mod tests {
     #[test]
     fn every_ref_resolves_inside_its_document() {
         for path in documents().keys() {
-            let doc: Value = serde_json::from_slice(document_bytes(path).unwrap().0).unwrap();
+            let doc: Value = serde_json::from_slice(&document_bytes(path).unwrap().0).unwrap();
             let mut all = Vec::new();
             refs(&doc, &mut all);
             assert!(!all.is_empty(), "{path}");

@@ -535,20 +535,67 @@ pub static RESOURCES: &[ResourceInfo] = &[
         subresources: &[Status],
         behaviour: &kinds::certificates::certificate_signing_request::CertificateSigningRequest,
     },
+    ResourceInfo {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        subresources: &[Status],
+        behaviour: &kinds::apiextensions::custom_resource_definition::CustomResourceDefinition,
+    },
 ];
 
-/// Rows added at run time, leaked: they are served until the process ends (a deleted
-/// custom resource definition's row stays, unserved, until then).
+/// Rows added at run time (custom resources). Each row is leaked: requests in flight may
+/// still hold a row that a CRD change replaced or removed, so a row lives as long as the
+/// process; one is made per distinct served CRD version, not per request.
 static REGISTERED: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
 
-/// Serve another resource from now on; the row lives as long as the process.
+/// Counts changes to the run-time rows, so that what is derived from the table (OpenAPI
+/// documents) knows when to build again.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Serve a resource from now on, in place of a registered row of the same group, version
+/// and plural; the row lives as long as the process.
 pub fn register(info: ResourceInfo) -> &'static ResourceInfo {
     let info: &'static ResourceInfo = Box::leak(Box::new(info));
-    REGISTERED
+    let mut rows = REGISTERED
         .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(info);
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match rows.iter().position(|r| *r == info) {
+        Some(i) => rows[i] = info,
+        None => rows.push(info),
+    }
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     info
+}
+
+/// Stop serving a registered resource (a deleted CRD, or a version no longer served).
+pub fn unregister(group: &str, version: &str, plural: &str) {
+    let mut rows = REGISTERED
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let before = rows.len();
+    rows.retain(|r| !(r.group == group && r.version == version && r.plural == plural));
+    if rows.len() != before {
+        GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The registered rows (custom resources), in registration order.
+pub fn registered() -> Vec<&'static ResourceInfo> {
+    REGISTERED
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+/// How many times the run-time rows have changed.
+pub fn generation() -> u64 {
+    GENERATION.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Every served resource: the built-in table, then the rows registered at run time.

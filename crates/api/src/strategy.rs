@@ -89,6 +89,7 @@ pub fn normalize(
         .collect();
     // Every write of a kind Podium stores but does not act on says so (kubectl prints it).
     warnings.extend(kind.not_acted_on().map(str::to_string));
+    warnings.extend(kind.warnings(&decoded));
     Ok((decoded, warnings))
 }
 

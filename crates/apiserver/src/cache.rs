@@ -254,7 +254,7 @@ impl WatchCache {
             state.objects.clear();
             state.by_node.clear();
             for kv in &range.kvs {
-                let Ok(object) = decode(kv) else {
+                let Ok(object) = decode(self.resource, kv) else {
                     tracing::warn!(
                         key = kv.key,
                         "skipping a stored object that does not decode"
@@ -314,8 +314,8 @@ impl WatchCache {
         let revision = event.revision();
         let key = event.key().to_string();
         let decoded = match event {
-            Event::Put { kv, .. } => decode(kv).map(|object| (object, false)),
-            Event::Delete { prev, revision } => decode(prev).map(|mut object| {
+            Event::Put { kv, .. } => decode(self.resource, kv).map(|object| (object, false)),
+            Event::Delete { prev, revision } => decode(self.resource, prev).map(|mut object| {
                 crate::registry::set_resource_version(&mut object, *revision);
                 (object, true)
             }),
@@ -491,7 +491,9 @@ impl WatchCache {
 /// Every resource's cache, each started on first use.
 pub struct Caches {
     store: Arc<dyn Store>,
-    caches: Mutex<HashMap<(&'static str, &'static str), Arc<WatchCache>>>,
+    /// By group, version and plural: every version of a custom resource has its own
+    /// cache, whose objects carry that version's `apiVersion`.
+    caches: Mutex<HashMap<(&'static str, &'static str, &'static str), Arc<WatchCache>>>,
 }
 
 impl Caches {
@@ -506,7 +508,7 @@ impl Caches {
     pub fn of(&self, resource: &'static ResourceInfo) -> Arc<WatchCache> {
         let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
         caches
-            .entry((resource.group, resource.plural))
+            .entry((resource.group, resource.version, resource.plural))
             .or_insert_with(|| {
                 let cache = Arc::new(WatchCache::new(resource));
                 tokio::spawn(cache.clone().feed(self.store.clone()));

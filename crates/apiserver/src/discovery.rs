@@ -520,13 +520,17 @@ fn openapi_v2_protobuf() -> Response {
 }
 
 pub async fn openapi_root() -> Response {
-    json_response(StatusCode::OK, podium_api::openapi::root_document(), &[])
+    json_response(StatusCode::OK, &podium_api::openapi::root_document(), &[])
 }
 
 pub async fn openapi_document(Path(path): Path<String>) -> Response {
     match podium_api::openapi::document_bytes(&path) {
         Some((bytes, hash)) => {
-            let mut response = (StatusCode::OK, bytes).into_response();
+            let body = match bytes {
+                std::borrow::Cow::Borrowed(b) => axum::body::Body::from(b),
+                std::borrow::Cow::Owned(v) => axum::body::Body::from(v),
+            };
+            let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,

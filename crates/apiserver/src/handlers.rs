@@ -354,7 +354,17 @@ async fn list(
                 continue_after: None,
             }
         }
-        None => crate::list::read(&*registry.store, &prefix, &labels, &fields, &options).await?,
+        None => {
+            crate::list::read(
+                &*registry.store,
+                resource,
+                &prefix,
+                &labels,
+                &fields,
+                &options,
+            )
+            .await?
+        }
     };
     let mut metadata = json!({"resourceVersion": listed.revision.to_string()});
     if let Some(last) = &listed.continue_after {
@@ -545,8 +555,16 @@ pub fn apply_patch(
     let result = match content_type {
         "application/json-patch+json" => podium_patch::json_patch(old, patch),
         "application/merge-patch+json" => podium_patch::merge_patch(old, patch),
-        "application/strategic-merge-patch+json" => {
+        "application/strategic-merge-patch+json"
+            if resource.behaviour.accepts_strategic_merge_patch() =>
+        {
             podium_patch::strategic_merge_patch(resource.kind, old, patch)
+        }
+        "application/strategic-merge-patch+json" => {
+            return Err(ApiError::new(
+                Reason::UnsupportedMediaType,
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
         }
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
             return Err(ApiError::new(
@@ -847,7 +865,8 @@ pub async fn delete_object(
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
-    if has_finalizers || propagation == "Foreground" {
+    let added_on_delete = resource.behaviour.finalizers_on_delete();
+    if has_finalizers || !added_on_delete.is_empty() || propagation == "Foreground" {
         let object = registry
             .update_deletion(
                 resource,
@@ -860,16 +879,22 @@ pub async fn delete_object(
                             json!(crate::registry::now_rfc3339());
                         obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     }
-                    if propagation == "Foreground" {
-                        let finalizers = obj["metadata"]["finalizers"]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default();
-                        if !finalizers.contains(&json!("foregroundDeletion")) {
-                            let mut f = finalizers;
-                            f.push(json!("foregroundDeletion"));
-                            obj["metadata"]["finalizers"] = json!(f);
+                    let mut finalizers = obj["metadata"]["finalizers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let foreground: &[&str] = if propagation == "Foreground" {
+                        &["foregroundDeletion"]
+                    } else {
+                        &[]
+                    };
+                    for finalizer in added_on_delete.iter().chain(foreground) {
+                        if !finalizers.contains(&json!(finalizer)) {
+                            finalizers.push(json!(finalizer));
                         }
+                    }
+                    if !finalizers.is_empty() {
+                        obj["metadata"]["finalizers"] = json!(finalizers);
                     }
                     Ok(obj)
                 },

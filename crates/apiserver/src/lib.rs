@@ -6,6 +6,7 @@
 //! * [`negotiate`]: JSON or Kubernetes protobuf, for bodies and answers.
 //! * [`list`]: LIST options: continue tokens, resourceVersion and resourceVersionMatch.
 //! * [`cache`]: the watch cache: decoded objects and recent events per resource.
+//! * [`crd`]: serving what CustomResourceDefinitions define.
 //! * [`watch`]: `?watch=true` streams.
 //! * [`subresources`]: status, scale, binding, log.
 //! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
@@ -20,6 +21,7 @@
 pub mod allocate;
 pub mod auth;
 pub mod cache;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod event_ttl;
@@ -57,6 +59,7 @@ pub struct ApiConfig {
 pub struct ApiServer {
     pub registry: Arc<Registry>,
     pub config: Arc<ApiConfig>,
+    crds: crd::CrdController,
 }
 
 impl ApiServer {
@@ -64,15 +67,18 @@ impl ApiServer {
         ApiServer {
             registry: Arc::new(Registry::new(store, &config)),
             config: Arc::new(config),
+            crds: crd::CrdController::default(),
         }
     }
 
-    /// Create the namespaces every cluster has, and the `kubernetes` Service, if missing.
+    /// Create the namespaces every cluster has, and the `kubernetes` Service, if missing;
+    /// serve the stored CustomResourceDefinitions and follow their changes.
     pub async fn bootstrap(&self) -> Result<(), podium_api::status::ApiError> {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             self.registry.ensure_namespace(ns).await?;
         }
-        kubernetes_service::reconcile(self).await
+        kubernetes_service::reconcile(self).await?;
+        self.crds.start(self).await
     }
 
     /// The router behind authentication: what `podium up` and `podium server` serve.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podium_api::resource::ResourceInfo;
 use podium_api::selector::{FieldSelector, LabelSelector};
 use podium_api::status::{ApiError, Cause, Reason, cause};
 use podium_store::{Revision, Store, StoreError};
@@ -259,6 +260,7 @@ pub enum ScanError {
 /// `limit` of them (0: all), all read at one revision (`revision`, 0: the latest).
 pub async fn scan(
     store: &dyn Store,
+    resource: &ResourceInfo,
     prefix: &str,
     labels: &LabelSelector,
     fields: &FieldSelector,
@@ -282,7 +284,7 @@ pub async fn scan(
         // Later store pages of this list are read at the same revision.
         revision = range.revision;
         for (i, kv) in range.kvs.iter().enumerate() {
-            let object = decode(kv).map_err(ScanError::Api)?;
+            let object = decode(resource, kv).map_err(ScanError::Api)?;
             if labels.matches_object(&object) && fields.matches(&object) {
                 items.push(object);
                 if limit > 0 && items.len() == limit {
@@ -311,6 +313,7 @@ pub async fn scan(
 /// A LIST as `options` say, with upstream's answers for compacted and future revisions.
 pub async fn read(
     store: &dyn Store,
+    resource: &ResourceInfo,
     prefix: &str,
     labels: &LabelSelector,
     fields: &FieldSelector,
@@ -324,6 +327,7 @@ pub async fn read(
     }
     let scanned = scan(
         store,
+        resource,
         prefix,
         labels,
         fields,

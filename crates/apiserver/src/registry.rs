@@ -44,25 +44,42 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
+/// `/registry/pods` for built-in kinds; `/registry/<group>/<plural>` for custom resources,
+/// as upstream keys them (every version of a CRD shares one).
+fn root(resource: &ResourceInfo) -> String {
+    match resource.behaviour.storage_group() {
+        Some(group) => format!("/registry/{group}/{}", resource.plural),
+        None => format!("/registry/{}", resource.plural),
+    }
+}
+
 pub fn key(resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     match namespace.filter(|_| resource.namespaced) {
-        Some(ns) => format!("/registry/{}/{}/{}", resource.plural, ns, name),
-        None => format!("/registry/{}/{}", resource.plural, name),
+        Some(ns) => format!("{}/{ns}/{name}", root(resource)),
+        None => format!("{}/{name}", root(resource)),
     }
 }
 
 pub fn prefix(resource: &ResourceInfo, namespace: Option<&str>) -> String {
     match namespace.filter(|_| resource.namespaced) {
-        Some(ns) => format!("/registry/{}/{}/", resource.plural, ns),
-        None => format!("/registry/{}/", resource.plural),
+        Some(ns) => format!("{}/{ns}/", root(resource)),
+        None => format!("{}/", root(resource)),
     }
 }
 
-/// Decode a stored object and stamp its resourceVersion.
-pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+/// Decode a stored object as `resource` serves it and stamp its resourceVersion. Every
+/// version of a custom resource shares one storage key, so an object written at another
+/// version is read with this one's `apiVersion` (the `None` conversion).
+pub fn decode(resource: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     set_resource_version(&mut object, kv.mod_revision);
+    if resource.behaviour.storage_group().is_some() {
+        let api_version = resource.api_version();
+        if object.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str()) {
+            object["apiVersion"] = json!(api_version);
+        }
+    }
     Ok(object)
 }
 
@@ -149,7 +166,7 @@ impl Registry {
     ) -> Result<Value, ApiError> {
         let key = key(resource, namespace, name);
         match self.store.get(&key).await.map_err(store_failure)? {
-            Some(kv) => decode(&kv),
+            Some(kv) => decode(resource, &kv),
             None => Err(ApiError::not_found(resource.group, resource.plural, name)),
         }
     }
@@ -181,6 +198,7 @@ impl Registry {
         let start = continue_after.map(|after| format!("{after}\0"));
         crate::list::scan(
             &*self.store,
+            resource,
             &prefix,
             labels,
             fields,
@@ -404,7 +422,7 @@ impl Registry {
             if precondition.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(ApiError::stale(resource.group, resource.plural, name));
             }
-            let old = decode(&kv)?;
+            let old = decode(resource, &kv)?;
             let mut new = mutate(old.clone())?;
             self.finish_update(resource, &old, &mut new, deleting)
                 .await?;
@@ -534,7 +552,7 @@ impl Registry {
         let key = key(resource, namespace, name);
         match self.store.delete(&key, expect).await {
             Ok((prev, revision)) => {
-                let mut object = decode(&prev)?;
+                let mut object = decode(resource, &prev)?;
                 set_resource_version(&mut object, revision);
                 if resource.kind == "Service" {
                     self.services.release(&object).await;

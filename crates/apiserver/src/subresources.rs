@@ -53,8 +53,40 @@ pub async fn put_status(
     ))
 }
 
-fn scale_of(object: &Value) -> Value {
+/// Set the value at a JSON pointer, making the objects on the way.
+fn set_pointer(object: &mut Value, pointer: &str, value: Value) {
+    let mut at = object;
+    for part in pointer.trim_start_matches('/').split('/') {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = at
+            .as_object_mut()
+            .map(|m| m.entry(part.to_string()).or_insert(Value::Null))
+            .expect("made an object above");
+    }
+    *at = value;
+}
+
+fn scale_of(resource: &ResourceInfo, object: &Value) -> Value {
     let meta = &object["metadata"];
+    if let Some(paths) = resource.behaviour.scale_paths() {
+        // A custom resource's scale, from the paths its CRD names (upstream's
+        // `customresource.ScaleREST`).
+        return json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": {"replicas": object.pointer(paths.spec_replicas).cloned().unwrap_or(json!(0))},
+            "status": {
+                "replicas": object.pointer(paths.status_replicas).cloned().unwrap_or(json!(0)),
+                "selector": paths.label_selector.and_then(|p| object.pointer(p)).and_then(Value::as_str).unwrap_or(""),
+            },
+        });
+    }
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -78,7 +110,7 @@ pub async fn get_scale(
     name: &str,
 ) -> ApiResult<Response> {
     let object = call.server.registry.get(resource, namespace, name).await?;
-    Ok(call.respond(StatusCode::OK, &scale_of(&object), &[]))
+    Ok(call.respond(StatusCode::OK, &scale_of(resource, &object), &[]))
 }
 
 pub async fn write_scale(
@@ -110,7 +142,12 @@ pub async fn write_scale(
             call.dry_run(),
             |mut object| {
                 let scale = if is_patch {
-                    crate::handlers::apply_patch(call, resource, &scale_of(&object), &body)?
+                    crate::handlers::apply_patch(
+                        call,
+                        resource,
+                        &scale_of(resource, &object),
+                        &body,
+                    )?
                 } else {
                     body.clone()
                 };
@@ -132,12 +169,15 @@ pub async fn write_scale(
                         )],
                     ));
                 }
-                object["spec"]["replicas"] = json!(replicas);
+                match resource.behaviour.scale_paths() {
+                    Some(paths) => set_pointer(&mut object, paths.spec_replicas, json!(replicas)),
+                    None => object["spec"]["replicas"] = json!(replicas),
+                }
                 Ok(object)
             },
         )
         .await?;
-    Ok(call.respond(StatusCode::OK, &scale_of(&updated), &[]))
+    Ok(call.respond(StatusCode::OK, &scale_of(resource, &updated), &[]))
 }
 
 pub async fn bind(

@@ -237,9 +237,9 @@ pub async fn serve(
                     last_revision = event.revision();
                     let line = match &*event {
                         Event::Put { kv, prev } => {
-                            let Ok(object) = decode(kv) else { continue };
+                            let Ok(object) = decode(resource, kv) else { continue };
                             let now = labels.matches_object(&object) && fields.matches(&object);
-                            let before = prev.as_ref().and_then(|p| decode(p).ok()).map(|o| labels.matches_object(&o) && fields.matches(&o));
+                            let before = prev.as_ref().and_then(|p| decode(resource, p).ok()).map(|o| labels.matches_object(&o) && fields.matches(&o));
                             match (before, now) {
                                 (None | Some(false), true) => encoder.event("ADDED", &object),
                                 (Some(true), true) => encoder.event("MODIFIED", &object),
@@ -248,7 +248,7 @@ pub async fn serve(
                             }
                         }
                         Event::Delete { prev, revision } => {
-                            let Ok(mut object) = decode(prev) else { continue };
+                            let Ok(mut object) = decode(resource, prev) else { continue };
                             if !(labels.matches_object(&object) && fields.matches(&object)) {
                                 continue;
                             }

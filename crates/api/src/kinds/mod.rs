@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::status::Cause;
 use crate::table::{self, Column};
 
+pub mod apiextensions;
 pub mod apps;
 pub mod autoscaling;
 pub mod batch;
@@ -85,7 +86,7 @@ pub trait Kind: Send + Sync {
     fn validate(&self, _object: &Value, _old: Option<&Value>, _causes: &mut Vec<Cause>) {}
 
     /// The Table columns, as upstream's printer declares them.
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         table::GENERIC
     }
 
@@ -102,11 +103,49 @@ pub trait Kind: Send + Sync {
         false
     }
 
+    /// Warnings about this object in particular (a part of it Podium does not act on),
+    /// sent with its create or update.
+    fn warnings(&self, _object: &Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Finalizers a DELETE adds, so that the object stays (terminating) until a controller
+    /// has done its part and removed them (a CRD's objects are deleted first).
+    fn finalizers_on_delete(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether strategic merge patches apply (they need the kind's Go type's patch tags;
+    /// upstream answers 415 for custom resources).
+    fn accepts_strategic_merge_patch(&self) -> bool {
+        true
+    }
+
+    /// The API group whose name prefixes the storage keys (`/registry/<group>/<plural>/`),
+    /// as upstream keys custom resources; None for built-in kinds (`/registry/<plural>/`).
+    fn storage_group(&self) -> Option<&str> {
+        None
+    }
+
+    /// Where `/scale` reads and writes replicas, for kinds whose scale is not upstream's
+    /// built-in one (`.spec.replicas`, `.status.replicas`, `.spec.selector`).
+    fn scale_paths(&self) -> Option<ScalePaths<'_>> {
+        None
+    }
+
     /// What Podium does not act on yet for objects of this kind, said in a `Warning:` on
     /// every create and update (e.g. no controller runs them). None when all is acted on.
     fn not_acted_on(&self) -> Option<&'static str> {
         None
     }
+}
+
+/// JSON pointers of a custom `/scale`: replicas asked and seen, and the label selector
+/// (a string, in `kubectl get` form) if the kind has one.
+pub struct ScalePaths<'a> {
+    pub spec_replicas: &'a str,
+    pub status_replicas: &'a str,
+    pub label_selector: Option<&'a str>,
 }
 
 /// Decode as `T` and encode back.

@@ -34,7 +34,7 @@ impl Kind for ControllerRevision {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -74,7 +74,7 @@ impl Kind for DaemonSet {
         selector_immutable(object, old, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

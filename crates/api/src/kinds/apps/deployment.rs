@@ -55,7 +55,7 @@ impl Kind for Deployment {
         validate_replicated(object, old, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         DEPLOYMENT
     }
 

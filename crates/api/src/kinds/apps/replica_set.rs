@@ -45,7 +45,7 @@ impl Kind for ReplicaSet {
         validate_replicated(object, old, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         REPLICA_SET
     }
 

@@ -99,7 +99,7 @@ impl Kind for StatefulSet {
         selector_immutable(object, old, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

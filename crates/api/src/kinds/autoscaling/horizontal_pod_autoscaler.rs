@@ -57,7 +57,7 @@ impl Kind for HorizontalPodAutoscaler {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

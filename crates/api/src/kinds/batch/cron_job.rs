@@ -79,7 +79,7 @@ impl Kind for CronJob {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

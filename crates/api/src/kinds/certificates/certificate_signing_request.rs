@@ -51,7 +51,7 @@ impl Kind for CertificateSigningRequest {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

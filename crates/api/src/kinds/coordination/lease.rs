@@ -11,7 +11,7 @@ pub struct Lease;
 impl Kind for Lease {
     typed_as!(k8s_openapi::api::coordination::v1::Lease);
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         LEASE
     }
 

@@ -14,7 +14,7 @@ impl Kind for ConfigMap {
         crate::kinds::core::secret::byte_fields("binaryData", false, object)
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         CONFIG_MAP
     }
 

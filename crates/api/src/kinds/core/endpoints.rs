@@ -10,7 +10,7 @@ pub struct Endpoints;
 impl Kind for Endpoints {
     typed_as!(k8s_openapi::api::core::v1::Endpoints);
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         ENDPOINTS
     }
 

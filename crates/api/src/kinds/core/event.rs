@@ -28,7 +28,7 @@ impl Kind for Event {
         ]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         EVENT
     }
 

@@ -43,7 +43,7 @@ impl Kind for LimitRange {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         NAME_AND_CREATED_AT
     }
 

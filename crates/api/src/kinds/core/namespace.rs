@@ -34,7 +34,7 @@ impl Kind for Namespace {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         NAMESPACE
     }
 

@@ -22,7 +22,7 @@ impl Kind for Node {
         &["metadata.name", "metadata.namespace", "spec.unschedulable"]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         NODE
     }
 

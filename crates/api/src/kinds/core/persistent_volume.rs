@@ -100,7 +100,7 @@ impl Kind for PersistentVolume {
         supported(object, "/spec/volumeMode", &["Block", "Filesystem"], causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

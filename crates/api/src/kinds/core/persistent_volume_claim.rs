@@ -75,7 +75,7 @@ impl Kind for PersistentVolumeClaim {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

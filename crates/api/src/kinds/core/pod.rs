@@ -104,7 +104,7 @@ impl Kind for Pod {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         POD
     }
 

@@ -101,7 +101,7 @@ impl Kind for ReplicationController {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

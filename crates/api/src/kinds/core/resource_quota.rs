@@ -40,7 +40,7 @@ impl Kind for ResourceQuota {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

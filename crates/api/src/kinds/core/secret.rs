@@ -26,7 +26,7 @@ impl Kind for Secret {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         SECRET
     }
 

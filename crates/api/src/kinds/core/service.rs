@@ -126,7 +126,7 @@ impl Kind for Service {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         SERVICE
     }
 

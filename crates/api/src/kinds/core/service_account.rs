@@ -16,7 +16,7 @@ impl Kind for ServiceAccount {
 
     typed_as!(k8s_openapi::api::core::v1::ServiceAccount);
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -28,7 +28,7 @@ impl Kind for EndpointSlice {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         ENDPOINT_SLICE
     }
 

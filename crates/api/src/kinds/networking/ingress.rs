@@ -87,7 +87,7 @@ impl Kind for Ingress {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -26,7 +26,7 @@ impl Kind for IngressClass {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -95,7 +95,7 @@ impl Kind for NetworkPolicy {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

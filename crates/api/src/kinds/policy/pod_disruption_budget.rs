@@ -59,7 +59,7 @@ impl Kind for PodDisruptionBudget {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -17,7 +17,7 @@ impl Kind for ClusterRole {
         validate_rules(object, false, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         NAME_AND_CREATED_AT
     }
 

@@ -20,7 +20,7 @@ impl Kind for ClusterRoleBinding {
         validate_binding(object, old, &["ClusterRole"], true, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         CLUSTER_ROLE_BINDING_COLUMNS
     }
 

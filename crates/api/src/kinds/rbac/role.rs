@@ -17,7 +17,7 @@ impl Kind for Role {
         validate_rules(object, true, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         NAME_AND_CREATED_AT
     }
 

@@ -17,7 +17,7 @@ impl Kind for RoleBinding {
         validate_binding(object, old, &["Role", "ClusterRole"], false, causes);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         ROLE_BINDING_COLUMNS
     }
 

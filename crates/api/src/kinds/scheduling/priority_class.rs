@@ -55,7 +55,7 @@ impl Kind for PriorityClass {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -52,7 +52,7 @@ impl Kind for StorageClass {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 
