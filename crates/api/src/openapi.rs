@@ -412,14 +412,18 @@ fn request_body(schema: &str) -> Value {
 }
 
 /// The PATCH body: upstream describes every patch type with the opaque `Patch` schema.
-fn patch_body() -> Value {
+/// The patch formats a PATCH accepts. kubectl 1.29+ reads them: it sends a strategic
+/// merge patch only where the document lists one (custom resources get merge patches).
+fn patch_body(strategic: bool) -> Value {
     let schema = json!({"schema": reference(&format!("{META}.Patch"))});
-    json!({"content": {
-        "application/apply-patch+yaml": schema,
-        "application/json-patch+json": schema,
-        "application/merge-patch+json": schema,
-        "application/strategic-merge-patch+json": schema,
-    }, "required": true})
+    let mut content = Map::new();
+    content.insert("application/apply-patch+yaml".into(), schema.clone());
+    content.insert("application/json-patch+json".into(), schema.clone());
+    content.insert("application/merge-patch+json".into(), schema.clone());
+    if strategic {
+        content.insert("application/strategic-merge-patch+json".into(), schema);
+    }
+    json!({"content": content, "required": true})
 }
 
 fn responses(schema: &str, codes: &[&str]) -> Value {
@@ -492,6 +496,7 @@ fn resource_paths(
     let item = format!("{collection}/{{name}}");
     let kind = r.kind;
     let plural = r.plural;
+    let strategic = r.behaviour.accepts_strategic_merge_patch();
     let op = |verb: &str,
               action: &'static str,
               suffix: &str,
@@ -549,7 +554,7 @@ fn resource_paths(
         json!({
             "get": op("read", "get", "", format!("read the specified {kind}"), vec![]).with(json!({"responses": responses(schema, &["200"])})),
             "put": op("replace", "put", "", format!("replace the specified {kind}"), write_params()).with(json!({"requestBody": request_body(schema), "responses": responses(schema, &["200", "201"])})),
-            "patch": op("patch", "patch", "", format!("partially update the specified {kind}"), patch_params.clone()).with(json!({"requestBody": patch_body(), "responses": responses(schema, &["200", "201"])})),
+            "patch": op("patch", "patch", "", format!("partially update the specified {kind}"), patch_params.clone()).with(json!({"requestBody": patch_body(strategic), "responses": responses(schema, &["200", "201"])})),
             "delete": op("delete", "delete", "", format!("delete a {kind}"), delete_params()).with(json!({
                 "requestBody": {"content": json_content(&format!("{META}.DeleteOptions"))},
                 "responses": responses(schema, &["200", "202"]),
@@ -564,7 +569,7 @@ fn resource_paths(
             Subresource::Status => json!({
                 "get": op("read", "get", "Status", format!("read status of the specified {kind}"), vec![]).with(json!({"responses": responses(schema, &["200"])})),
                 "put": op("replace", "put", "Status", format!("replace status of the specified {kind}"), write_params()).with(json!({"requestBody": request_body(schema), "responses": responses(schema, &["200", "201"])})),
-                "patch": op("patch", "patch", "Status", format!("partially update status of the specified {kind}"), patch_params.clone()).with(json!({"requestBody": patch_body(), "responses": responses(schema, &["200", "201"])})),
+                "patch": op("patch", "patch", "Status", format!("partially update status of the specified {kind}"), patch_params.clone()).with(json!({"requestBody": patch_body(strategic), "responses": responses(schema, &["200", "201"])})),
             }),
             Subresource::Scale => {
                 let scale = "io.k8s.api.autoscaling.v1.Scale";
@@ -583,7 +588,7 @@ fn resource_paths(
                 json!({
                     "get": scale_op("read", "get", format!("read scale of the specified {kind}"), vec![]).with(json!({"responses": responses(scale, &["200"])})),
                     "put": scale_op("replace", "put", format!("replace scale of the specified {kind}"), write_params()).with(json!({"requestBody": request_body(scale), "responses": responses(scale, &["200", "201"])})),
-                    "patch": scale_op("patch", "patch", format!("partially update scale of the specified {kind}"), patch_params.clone()).with(json!({"requestBody": patch_body(), "responses": responses(scale, &["200", "201"])})),
+                    "patch": scale_op("patch", "patch", format!("partially update scale of the specified {kind}"), patch_params.clone()).with(json!({"requestBody": patch_body(strategic), "responses": responses(scale, &["200", "201"])})),
                 })
             }
             Subresource::Binding => {

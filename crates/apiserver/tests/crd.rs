@@ -347,7 +347,22 @@ async fn a_crd_serves_its_custom_resources_as_upstream() {
         schema["properties"]["spec"]["properties"]["replicas"]["type"],
         "integer"
     );
-    assert!(document["paths"][format!("/apis/{group}/v1/namespaces/{{namespace}}/crontabs/{{name}}")]["patch"].is_object());
+    let patch = &document["paths"]
+        [format!("/apis/{group}/v1/namespaces/{{namespace}}/crontabs/{{name}}")]["patch"];
+    // kubectl 1.29+ picks the strategic merge patch only where the document offers it.
+    let formats: Vec<&String> = patch["requestBody"]["content"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json"
+        ]
+    );
 
     // Protobuf is for built-in kinds: JSON is the answer.
     let proto = send(

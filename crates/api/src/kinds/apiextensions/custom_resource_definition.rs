@@ -101,6 +101,17 @@ impl Kind for CustomResourceDefinition {
                 ));
             }
         }
+        if object
+            .pointer("/spec/preserveUnknownFields")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            causes.push(cause(
+                "FieldValueInvalid",
+                "spec.preserveUnknownFields",
+                "Invalid value: true: cannot set to true, set x-kubernetes-preserve-unknown-fields to true in spec.versions[*].schema instead",
+            ));
+        }
         validate_versions(object, causes);
         if let Some(old) = old {
             for pointer in ["/spec/group", "/spec/scope", "/spec/names/plural"] {
