@@ -234,10 +234,18 @@ impl CrdController {
         }
         server
             .registry
-            .update_with(crds(), None, name, None, false, |mut current| {
-                current["status"] = desired_status(&current);
-                Ok(current)
-            })
+            .update_with(
+                crds(),
+                None,
+                name,
+                None,
+                false,
+                &crate::field_manager::Ownership::Keep,
+                |mut current| {
+                    current["status"] = desired_status(&current);
+                    Ok(current)
+                },
+            )
             .await
             .map(|_| ())
     }

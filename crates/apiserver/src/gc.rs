@@ -125,18 +125,26 @@ pub fn spawn_foreground(
         }
         let result = server
             .registry
-            .update_with(resource, ns, &name, None, false, |mut owner| {
-                if meta_str(&owner, "uid") != Some(uid.as_str()) {
-                    return Err(ApiError::new(Reason::Conflict, "owner was replaced"));
-                }
-                if let Some(f) = owner
-                    .pointer_mut("/metadata/finalizers")
-                    .and_then(Value::as_array_mut)
-                {
-                    f.retain(|x| x != "foregroundDeletion");
-                }
-                Ok(owner)
-            })
+            .update_with(
+                resource,
+                ns,
+                &name,
+                None,
+                false,
+                &crate::field_manager::Ownership::Keep,
+                |mut owner| {
+                    if meta_str(&owner, "uid") != Some(uid.as_str()) {
+                        return Err(ApiError::new(Reason::Conflict, "owner was replaced"));
+                    }
+                    if let Some(f) = owner
+                        .pointer_mut("/metadata/finalizers")
+                        .and_then(Value::as_array_mut)
+                    {
+                        f.retain(|x| x != "foregroundDeletion");
+                    }
+                    Ok(owner)
+                },
+            )
             .await;
         if let Err(reason) = result.map_err(|e| e.reason) {
             if reason != Reason::NotFound && reason != Reason::Conflict {
@@ -161,15 +169,23 @@ pub async fn orphan_dependents(
         let ns = meta_str(&object, "namespace").map(str::to_string);
         server
             .registry
-            .update_with(resource, ns.as_deref(), &name, None, false, |mut o| {
-                if let Some(refs) = o
-                    .pointer_mut("/metadata/ownerReferences")
-                    .and_then(Value::as_array_mut)
-                {
-                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
-                }
-                Ok(o)
-            })
+            .update_with(
+                resource,
+                ns.as_deref(),
+                &name,
+                None,
+                false,
+                &crate::field_manager::Ownership::Keep,
+                |mut o| {
+                    if let Some(refs) = o
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    {
+                        refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
+                    }
+                    Ok(o)
+                },
+            )
             .await?;
     }
     Ok(())

@@ -40,6 +40,31 @@ impl Call {
             .filter(|s| !s.is_empty())
     }
 
+    /// Who this request writes as, for managedFields.
+    pub fn manager(
+        &self,
+        resource: &ResourceInfo,
+        subresource: Option<&'static str>,
+    ) -> crate::field_manager::Manager {
+        crate::field_manager::Manager::of_request(
+            self.param("fieldManager"),
+            self.headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            resource,
+            subresource,
+        )
+    }
+
+    /// managedFields of a client's write.
+    pub fn ownership(
+        &self,
+        resource: &ResourceInfo,
+        subresource: Option<&'static str>,
+    ) -> crate::field_manager::Ownership {
+        crate::field_manager::Ownership::Update(self.manager(resource, subresource))
+    }
+
     pub fn dry_run(&self) -> bool {
         self.param("dryRun").is_some()
     }
@@ -464,7 +489,13 @@ async fn create(
     let created = call
         .server
         .registry
-        .create(resource, namespace, object, call.dry_run())
+        .create(
+            resource,
+            namespace,
+            object,
+            call.dry_run(),
+            &call.ownership(resource, None),
+        )
         .await?;
     Ok(object_response(
         call,
@@ -521,6 +552,7 @@ async fn update(
             name,
             precondition,
             call.dry_run(),
+            &call.ownership(resource, None),
             |old| {
                 let mut new = object.clone();
                 keep_status(resource, &old, &mut new);
@@ -566,10 +598,10 @@ pub fn apply_patch(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+        "application/apply-patch+cbor" => {
             return Err(ApiError::new(
                 Reason::UnsupportedMediaType,
-                "server-side apply is not supported yet: use client-side `kubectl apply` (without --server-side)",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
             ));
         }
         other => {
@@ -591,6 +623,23 @@ async fn patch(
     name: &str,
     target: PatchTarget,
 ) -> ApiResult<Response> {
+    let content_type = call.content_type().split(';').next().unwrap_or("").trim();
+    if content_type == "application/apply-patch+yaml" {
+        return server_side_apply(call, resource, namespace, name, target).await;
+    }
+    if call.param("force").is_some() {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![podium_api::status::cause(
+                "FieldValueForbidden",
+                "force",
+                "Forbidden: may not be specified for non-apply patch",
+            )],
+        )
+        .into());
+    }
     if negotiate::is_protobuf_body(&call.headers) {
         // Upstream has no protobuf patch format either.
         return Err(ApiError::new(
@@ -615,6 +664,10 @@ async fn patch(
             name,
             precondition,
             call.dry_run(),
+            &call.ownership(
+                resource,
+                (target == PatchTarget::Status).then_some("status"),
+            ),
             |old| {
                 let mut patched = apply_patch(call, resource, &old, &patch)?;
                 check_type(resource, &mut patched)?;
@@ -639,6 +692,122 @@ async fn patch(
         &updated,
         &warnings,
     ))
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): merge the applied configuration
+/// into the live object, or create it, with the manager's managedFields.
+async fn server_side_apply(
+    call: &Call,
+    resource: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    target: PatchTarget,
+) -> ApiResult<Response> {
+    use crate::field_manager::{self, Ownership};
+    let Some(manager_name) = call.param("fieldManager") else {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![podium_api::status::cause(
+                "FieldValueRequired",
+                "fieldManager",
+                "Required value: is required for apply patch",
+            )],
+        )
+        .into());
+    };
+    field_manager::check_field_manager(Some(manager_name))?;
+    let force = match call.param("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "force must be true or false, not {other:?}"
+            ))
+            .into());
+        }
+    };
+    let mut applied = call.body_value()?;
+    check_type(resource, &mut applied)?;
+    match meta_str(&applied, "name") {
+        Some(given) if given != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            ))
+            .into());
+        }
+        Some(_) => {}
+        None => applied["metadata"]["name"] = json!(name),
+    }
+    check_namespace(resource, &applied, namespace)?;
+    let subresource = (target == PatchTarget::Status).then_some("status");
+    let manager = call.manager(resource, subresource);
+    let validation = FieldValidation::parse(call.param("fieldValidation"))?;
+    let mut warnings = Vec::new();
+    let updated = call
+        .server
+        .registry
+        .update_with(
+            resource,
+            namespace,
+            name,
+            None,
+            call.dry_run(),
+            &Ownership::Given,
+            |old| {
+                let merged = field_manager::apply(resource, Some(&old), &applied, &manager, force)?;
+                let (mut normalized, w) = strategy::normalize(resource, &merged, validation)?;
+                warnings = w;
+                match target {
+                    PatchTarget::Main => keep_status(resource, &old, &mut normalized),
+                    PatchTarget::Status => {
+                        let status = normalized.get("status").cloned();
+                        let entries = normalized.pointer("/metadata/managedFields").cloned();
+                        normalized = old.clone();
+                        set_status(&mut normalized, status);
+                        if let Some(entries) = entries {
+                            normalized["metadata"]["managedFields"] = entries;
+                        }
+                    }
+                }
+                Ok(normalized)
+            },
+        )
+        .await;
+    match updated {
+        Ok(updated) => Ok(object_response(
+            call,
+            resource,
+            StatusCode::OK,
+            &updated,
+            &warnings,
+        )),
+        // Applying an object that does not exist creates it, as upstream.
+        Err(e) if e.reason == Reason::NotFound && target == PatchTarget::Main => {
+            let merged = field_manager::apply(resource, None, &applied, &manager, force)?;
+            let (normalized, warnings) = strategy::normalize(resource, &merged, validation)?;
+            let created = call
+                .server
+                .registry
+                .create(
+                    resource,
+                    namespace,
+                    normalized,
+                    call.dry_run(),
+                    &Ownership::Given,
+                )
+                .await?;
+            Ok(object_response(
+                call,
+                resource,
+                StatusCode::CREATED,
+                &created,
+                &warnings,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `DeleteOptions` from the body and the query.

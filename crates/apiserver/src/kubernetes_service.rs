@@ -70,7 +70,13 @@ async fn ensure(
     match registry.get(resource, Some(NAMESPACE), NAME).await {
         Err(e) if e.reason == Reason::NotFound => {
             match registry
-                .create(resource, Some(NAMESPACE), desired, false)
+                .create(
+                    resource,
+                    Some(NAMESPACE),
+                    desired,
+                    false,
+                    &crate::field_manager::Ownership::Keep,
+                )
                 .await
             {
                 Ok(_) => Ok(()),
@@ -102,6 +108,7 @@ async fn ensure(
                     NAME,
                     None,
                     false,
+                    &crate::field_manager::Ownership::Keep,
                     |mut object| {
                         for field in owned {
                             match *field {

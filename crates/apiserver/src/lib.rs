@@ -16,6 +16,7 @@
 //! * [`allocate`]: Service cluster IPs and node ports.
 //! * [`kubernetes_service`]: the `kubernetes` Service in `default` and its endpoints.
 //! * [`event_ttl`]: Events expire after `--event-ttl`.
+//! * [`field_manager`]: managedFields and server-side apply.
 //! * [`gc`]: cascading deletion of dependents and namespaces.
 
 pub mod allocate;
@@ -25,6 +26,7 @@ pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod event_ttl;
+pub mod field_manager;
 pub mod gc;
 pub mod handlers;
 pub mod health;

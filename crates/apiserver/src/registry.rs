@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::ApiConfig;
 use crate::allocate::ServiceAllocator;
 use crate::error::store_failure;
+use crate::field_manager::{self, Ownership};
 
 /// How many times a read-modify-write without a client precondition is retried on conflict.
 const UPDATE_RETRIES: usize = 16;
@@ -221,6 +222,7 @@ impl Registry {
         namespace: Option<&str>,
         mut object: Value,
         dry_run: bool,
+        ownership: &Ownership,
     ) -> Result<Value, ApiError> {
         if let Some(ns) = namespace.filter(|_| resource.namespaced) {
             let ns_info = resource::find("", "v1", "namespaces")
@@ -240,6 +242,11 @@ impl Registry {
                 ));
             }
         }
+        // Entries a server-side apply made survive the reset of system metadata below.
+        let given_entries = match ownership {
+            Ownership::Given => object.pointer("/metadata/managedFields").cloned(),
+            _ => None,
+        };
         let meta = object
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
@@ -288,6 +295,18 @@ impl Registry {
             .map(str::to_string);
         strategy::prepare_for_create(resource, &mut object);
         strategy::apply_defaults(resource, &mut object);
+        match ownership {
+            Ownership::Keep => {}
+            Ownership::Update(manager) => {
+                field_manager::record_update(resource, None, &mut object, manager)
+            }
+            Ownership::Given => {
+                if let Some(entries) = given_entries {
+                    object["metadata"]["managedFields"] = entries;
+                    field_manager::forget_missing(resource, &mut object);
+                }
+            }
+        }
 
         let attempts = if fixed_name.is_none() && generate_name.is_some() {
             8
@@ -359,6 +378,7 @@ impl Registry {
     /// Read-modify-write one object. `mutate` gets the current object and returns the
     /// desired one; `precondition` is the client's resourceVersion, if it gave one (then a
     /// conflict is the client's to resolve; otherwise we retry on the fresh object).
+    #[allow(clippy::too_many_arguments)]
     pub async fn update_with<F>(
         &self,
         resource: &ResourceInfo,
@@ -366,6 +386,7 @@ impl Registry {
         name: &str,
         precondition: Option<Revision>,
         dry_run: bool,
+        ownership: &Ownership,
         mutate: F,
     ) -> Result<Value, ApiError>
     where
@@ -378,6 +399,7 @@ impl Registry {
             precondition,
             dry_run,
             false,
+            ownership,
             mutate,
         )
         .await
@@ -396,8 +418,17 @@ impl Registry {
     where
         F: FnMut(Value) -> Result<Value, ApiError>,
     {
-        self.update_inner(resource, namespace, name, precondition, false, true, mutate)
-            .await
+        self.update_inner(
+            resource,
+            namespace,
+            name,
+            precondition,
+            false,
+            true,
+            &Ownership::Keep,
+            mutate,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -409,6 +440,7 @@ impl Registry {
         precondition: Option<Revision>,
         dry_run: bool,
         deleting: bool,
+        ownership: &Ownership,
         mut mutate: F,
     ) -> Result<Value, ApiError>
     where
@@ -424,8 +456,24 @@ impl Registry {
             }
             let old = decode(resource, &kv)?;
             let mut new = mutate(old.clone())?;
+            let given_entries = match ownership {
+                Ownership::Given => new.pointer("/metadata/managedFields").cloned(),
+                _ => None,
+            };
             self.finish_update(resource, &old, &mut new, deleting)
                 .await?;
+            match ownership {
+                Ownership::Keep => field_manager::keep(Some(&old), &mut new),
+                Ownership::Update(manager) => {
+                    field_manager::record_update(resource, Some(&old), &mut new, manager)
+                }
+                Ownership::Given => {
+                    if let Some(entries) = given_entries {
+                        new["metadata"]["managedFields"] = entries;
+                    }
+                    field_manager::forget_missing(resource, &mut new);
+                }
+            }
             if strip_rv(&new) == strip_rv(&old) {
                 return Ok(old);
             }
@@ -577,7 +625,7 @@ impl Registry {
             return Ok(());
         }
         let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match self.create(ns, None, object, false).await {
+        match self.create(ns, None, object, false, &Ownership::Keep).await {
             Ok(_) => Ok(()),
             Err(e) if e.reason == podium_api::status::Reason::AlreadyExists => Ok(()),
             Err(e) => Err(e),

@@ -38,6 +38,7 @@ pub async fn put_status(
             name,
             precondition,
             call.dry_run(),
+            &call.ownership(resource, Some("status")),
             |mut old| {
                 crate::handlers::set_status(&mut old, status.clone());
                 Ok(old)
@@ -140,6 +141,7 @@ pub async fn write_scale(
             name,
             precondition,
             call.dry_run(),
+            &call.ownership(resource, Some("scale")),
             |mut object| {
                 let scale = if is_patch {
                     crate::handlers::apply_patch(
@@ -209,7 +211,7 @@ pub async fn bind(
         .map(str::to_string);
     call.server
         .registry
-        .update_with(resource, namespace, name, None, call.dry_run(), |mut pod| {
+        .update_with(resource, namespace, name, None, call.dry_run(), &call.ownership(resource, None), |mut pod| {
             if let Some(uid) = &uid_precondition {
                 if meta_str(&pod, "uid") != Some(uid.as_str()) {
                     return Err(ApiError::conflict("", "pods", name, "the UID in the binding does not match the pod"));
@@ -384,7 +386,7 @@ async fn spend_disruption(
     let now = crate::registry::now_rfc3339();
     call.server
         .registry
-        .update_with(budgets, Some(namespace), &pdb_name, None, call.dry_run(), |mut pdb| {
+        .update_with(budgets, Some(namespace), &pdb_name, None, call.dry_run(), &crate::field_manager::Ownership::Keep, |mut pdb| {
             let count = |p: &str| pdb.pointer(p).and_then(Value::as_i64).unwrap_or(0);
             let generation = count("/metadata/generation");
             if count("/status/observedGeneration") < generation {

@@ -9,55 +9,12 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use common::{Answer, send};
+use http::StatusCode;
 use podium_apiserver::ApiServer;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
-
-struct Answer {
-    code: StatusCode,
-    body: Value,
-    warnings: Vec<String>,
-}
-
-async fn send(
-    server: &ApiServer,
-    method: &str,
-    uri: &str,
-    content_type: &str,
-    accept: &str,
-    body: Value,
-) -> Answer {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", content_type)
-        .header("accept", accept)
-        .body(if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        })
-        .unwrap();
-    let response = server.router().oneshot(request).await.unwrap();
-    let code = response.status();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("").to_string())
-        .collect();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        code,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        warnings,
-    }
-}
 
 async fn call(server: &ApiServer, method: &str, uri: &str, body: Value) -> Answer {
     send(

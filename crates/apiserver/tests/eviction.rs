@@ -4,31 +4,13 @@
 
 mod common;
 
-use axum::body::Body;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use common::call;
+use http::StatusCode;
 use podium_apiserver::ApiServer;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const BUDGETS: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
-
-async fn call(server: &ApiServer, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = server.router().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 /// A pod with the given phase and readiness (as the agent would report them).
 async fn pod(server: &ApiServer, name: &str, phase: &str, ready: bool) {

@@ -8,6 +8,8 @@
 //!   `apply`, `edit`, `scale`, the Python client), ported in `smp` from apimachinery.
 //! - [`strategy`] says which lists merge by which key, from the Kubernetes types' struct tags.
 
+pub mod apply;
+pub mod fields;
 mod smp;
 pub mod strategy;
 

@@ -115,6 +115,12 @@ pub trait Kind: Send + Sync {
         &[]
     }
 
+    /// How the list at a field path merges under server-side apply, when the kind says so
+    /// itself (a custom resource's schema); None: the built-in patch tags decide.
+    fn list_type(&self, _path: &[&str]) -> Option<podium_patch::fields::ListType> {
+        None
+    }
+
     /// Whether strategic merge patches apply (they need the kind's Go type's patch tags;
     /// upstream answers 415 for custom resources).
     fn accepts_strategic_merge_patch(&self) -> bool {

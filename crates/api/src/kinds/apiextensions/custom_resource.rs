@@ -36,6 +36,8 @@ pub struct CustomResource {
     scale: Option<CustomScale>,
     columns: Vec<Column>,
     printers: Vec<Printer>,
+    /// `metadata.name`, `metadata.namespace` and the version's `selectableFields`.
+    selectable: &'static [&'static str],
 }
 
 fn leak(text: &str) -> &'static str {
@@ -117,7 +119,19 @@ impl CustomResource {
                 .unwrap_or_else(|| "/status/replicas".into()),
             label_selector: s["labelSelectorPath"].as_str().and_then(json_path_pointer),
         });
+        let mut selectable = vec!["metadata.name", "metadata.namespace"];
+        for field in version
+            .get("selectableFields")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if let Some(path) = field["jsonPath"].as_str().and_then(|p| p.strip_prefix('.')) {
+                selectable.push(leak(path));
+            }
+        }
         CustomResource {
+            selectable: Box::leak(selectable.into_boxed_slice()),
             group: group.to_string(),
             schema: version
                 .pointer("/schema/openAPIV3Schema")
@@ -204,6 +218,10 @@ impl Kind for CustomResource {
         true
     }
 
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        self.selectable
+    }
+
     fn prepare_for_create(&self, object: &mut Map<String, Value>) {
         // Upstream: with a status subresource, status is the controller's to write.
         if self.has_status {
@@ -252,6 +270,46 @@ impl Kind for CustomResource {
 
     fn accepts_strategic_merge_patch(&self) -> bool {
         false
+    }
+
+    /// From the schema: `x-kubernetes-list-type` (`map` with its keys, `set`), atomic
+    /// otherwise, as upstream reads it.
+    fn list_type(&self, path: &[&str]) -> Option<podium_patch::fields::ListType> {
+        use podium_patch::fields::ListType;
+        let mut node = &self.schema;
+        for field in path {
+            // Fields of list items are read through the list's item schema.
+            while node.get("type").and_then(Value::as_str) == Some("array") {
+                match node.get("items") {
+                    Some(items) => node = items,
+                    None => return Some(ListType::Atomic),
+                }
+            }
+            let next = node
+                .pointer(&format!("/properties/{field}"))
+                .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()));
+            node = match next {
+                Some(n) => n,
+                None => return Some(ListType::Atomic),
+            };
+        }
+        let list = if node.get("type").and_then(Value::as_str) == Some("array") {
+            node
+        } else {
+            return Some(ListType::Atomic);
+        };
+        Some(
+            match list.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                Some("set") => ListType::Set,
+                Some("map") => ListType::Map(
+                    list.get("x-kubernetes-list-map-keys")
+                        .and_then(Value::as_array)
+                        .map(|keys| keys.iter().filter_map(Value::as_str).map(leak).collect())
+                        .unwrap_or_default(),
+                ),
+                _ => ListType::Atomic,
+            },
+        )
     }
 
     fn storage_group(&self) -> Option<&str> {
@@ -341,6 +399,17 @@ mod tests {
         assert_eq!(paths.label_selector, Some("/status/selector"));
         assert_eq!(kind.schema_name, "com.example.stable.v1.CronTab");
         assert_eq!(json_path_pointer(".spec.x[0]"), None);
+    }
+
+    #[test]
+    fn selectable_fields_are_the_versions_own() {
+        let mut v = version();
+        v["selectableFields"] = json!([{"jsonPath": ".spec.cronSpec"}]);
+        let kind = CustomResource::new("stable.example.com", "CronTab", &v);
+        assert_eq!(
+            kind.selectable_fields(),
+            ["metadata.name", "metadata.namespace", "spec.cronSpec"]
+        );
     }
 
     #[test]

@@ -267,6 +267,28 @@ fn validate_versions(object: &Value, causes: &mut Vec<Cause>) {
                 }
             }
         }
+        let selectable = version
+            .get("selectableFields")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if selectable.len() > 8 {
+            causes.push(cause(
+                "FieldValueTooMany",
+                &format!("{at}.selectableFields"),
+                format!("Too many: {}: must have at most 8 items", selectable.len()),
+            ));
+        }
+        for (j, field) in selectable.iter().enumerate() {
+            let path = field["jsonPath"].as_str().unwrap_or("");
+            if json_path_pointer(path).is_none() {
+                causes.push(cause(
+                    "FieldValueInvalid",
+                    &format!("{at}.selectableFields[{j}].jsonPath"),
+                    format!("Invalid value: {path:?}: must be a simple json path of fields, such as .spec.color"),
+                ));
+            }
+        }
         if let Some(scale) = version.pointer("/subresources/scale") {
             for (field, under) in [
                 ("specReplicasPath", "/spec/"),
