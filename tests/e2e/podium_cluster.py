@@ -305,8 +305,58 @@ def cgroup_dirs_named(names: set[str], root: str = "/sys/fs/cgroup", max_depth: 
     return found
 
 
+class EtcdServer:
+    """A real etcd (Debian's etcd-server) for one cluster, on free loopback ports, its data
+    in the test's work dir: the store of `podium up --datastore-endpoint`."""
+
+    def __init__(self, work_dir: Path):
+        self.data_dir = work_dir / "etcd"
+        self.log_path = work_dir / "etcd.log"
+        self.client_port = free_loopback_port()
+        self.peer_port = free_loopback_port()
+        self.endpoint = f"http://127.0.0.1:{self.client_port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if shutil.which("etcd") is None:
+            raise AssertionError("PODIUM_E2E_DATASTORE=etcd needs etcd: apt-get install etcd-server")
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "etcd", "--name", "e2e", "--data-dir", str(self.data_dir),
+                    "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                    "--initial-cluster", f"e2e={peer}",
+                    "--heartbeat-interval", "10", "--election-timeout", "100",
+                ],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+
+        def healthy() -> tuple[bool, str]:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"etcd exited with {self.process.returncode}; see {self.log_path}")
+            status, body = http_get(f"{self.endpoint}/health", timeout=2)
+            return status == 200 and '"true"' in body, f"/health -> {status} {body.strip()!r}"
+
+        wait_for("etcd to be healthy", healthy, timeout=30, interval=0.1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+
 class Cluster:
-    """One `podium up` on its own data dir and API port, with the clients tests use."""
+    """One `podium up` on its own data dir and API port, with the clients tests use.
+
+    With PODIUM_E2E_DATASTORE=etcd, the cluster keeps its state on an etcd of its own
+    (`--datastore-endpoint`), started with the first start and stopped at teardown."""
 
     def __init__(self, podium: Path, kubectl: Path, data_dir: Path, work_dir: Path, command: str = "up"):
         # `up` (control plane and node) or `server` (the control plane alone).
@@ -332,6 +382,10 @@ class Cluster:
         self._api_client = None
         # Pod UIDs seen while the server ran: the leak check looks for their netns and cgroups.
         self.pod_uids: set[str] = set()
+        datastore = os.environ.get("PODIUM_E2E_DATASTORE", "embedded")
+        if datastore not in ("embedded", "etcd"):
+            raise AssertionError(f"PODIUM_E2E_DATASTORE must be embedded or etcd, not {datastore!r}")
+        self.etcd = EtcdServer(work_dir) if datastore == "etcd" else None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -339,6 +393,9 @@ class Cluster:
         if self.process is not None and self.process.poll() is None:
             raise AssertionError("podium up is already running")
         self.starts += 1
+        if self.etcd is not None and self.etcd.process is None:
+            self.etcd.start()
+        datastore = ["--datastore-endpoint", self.etcd.endpoint] if self.etcd is not None else []
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             log.write(f"\n===== podium {self.command} (start {self.starts}) =====\n".encode())
@@ -352,6 +409,7 @@ class Cluster:
                     *(["--node-ip", "127.0.0.1"] if self.command == "up" else []),
                     "--listen",
                     f"127.0.0.1:{self.port}",
+                    *datastore,
                     *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
@@ -620,6 +678,8 @@ class Cluster:
                 problems.append(f"podium down exited {down.returncode}:\n{down.stdout}{down.stderr}")
         except subprocess.TimeoutExpired:
             problems.append("podium down did not finish in 180s")
+        if self.etcd is not None:
+            self.etcd.stop()
         leaks = self.find_leaks()
         if leaks:
             problems.append(f"podium down left these behind (removed by the test now):\n{leaks.describe()}")

@@ -274,6 +274,16 @@ impl WatchCache {
         }
         self.progress.send_replace(range.revision);
         let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+        // etcd answers a progress request later, on its watch stream: catch up then too.
+        let mut notices = watch.take_progress_notices();
+        let noticed = async |notices: &mut Option<tokio::sync::watch::Receiver<Revision>>| {
+            if let Some(n) = notices.as_mut() {
+                if n.changed().await.is_ok() {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        };
         loop {
             tokio::select! {
                 event = watch.next() => match event {
@@ -281,6 +291,7 @@ impl WatchCache {
                     None => return Err("the store ended the watch".into()),
                 },
                 _ = self.progress_wanted.notified() => self.catch_up(&mut watch)?,
+                _ = noticed(&mut notices) => self.catch_up(&mut watch)?,
                 _ = ticker.tick() => self.catch_up(&mut watch)?,
             }
         }
@@ -384,7 +395,11 @@ impl WatchCache {
 
     /// A consistent read: wait for the store's current revision (the cache's progress).
     pub async fn wait_consistent(&self, store: &dyn Store) -> Result<(), ApiError> {
-        self.wait_for(store.revision()).await
+        let revision = store
+            .revision()
+            .await
+            .map_err(crate::error::store_failure)?;
+        self.wait_for(revision).await
     }
 
     /// The objects of `namespace` (None: all) matching the selectors, as of the cache's

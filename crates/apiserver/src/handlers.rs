@@ -364,7 +364,14 @@ async fn list(
     let listed = match crate::list::from_cache(&options, call.param("resourceVersion")) {
         Some(at_least) => {
             let cache = registry.caches.of(resource);
-            let at_least = at_least.unwrap_or_else(|| registry.store.revision());
+            let at_least = match at_least {
+                Some(r) => r,
+                None => registry
+                    .store
+                    .revision()
+                    .await
+                    .map_err(crate::error::store_failure)?,
+            };
             let (items, revision) = cache.list(namespace, &labels, &fields, at_least).await?;
             let kind = list_kind(resource);
             let json = !call.wants_table()

@@ -220,9 +220,13 @@ pub(crate) fn too_large(requested: Revision, current: Revision) -> ApiError {
 /// Wait (briefly) for the store to reach `revision`.
 async fn wait_for(store: &dyn Store, revision: Revision) -> Result<(), ApiError> {
     let deadline = tokio::time::Instant::now() + WAIT_FOR_REVISION;
-    while store.revision() < revision {
+    loop {
+        let current = store.revision().await.map_err(store_failure)?;
+        if current >= revision {
+            break;
+        }
         if tokio::time::Instant::now() >= deadline {
-            return Err(too_large(revision, store.revision()));
+            return Err(too_large(revision, current));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

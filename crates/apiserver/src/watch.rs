@@ -140,7 +140,14 @@ pub async fn serve(
         (Some(rv), true) => (None, rv),
         // No resourceVersion: the initial state is a consistent read, as upstream's quorum
         // read; "0" is any state the cache holds.
-        (None, _) if raw_revision.is_empty() => (None, registry.store.revision()),
+        (None, _) if raw_revision.is_empty() => (
+            None,
+            registry
+                .store
+                .revision()
+                .await
+                .map_err(crate::error::store_failure)?,
+        ),
         (None, _) => (None, 0),
     };
     if let Some(subscription) = cache

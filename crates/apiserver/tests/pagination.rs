@@ -210,7 +210,10 @@ async fn a_token_older_than_compaction_is_410_with_a_token_for_the_rest() {
         .to_string();
     h.update("cm-4", "changed").await;
     let store = h.server.registry.store.clone();
-    store.compact(store.revision()).await.unwrap();
+    store
+        .compact(store.revision().await.unwrap())
+        .await
+        .unwrap();
 
     let (code, status) = h
         .get(&format!("{CONFIGMAPS}?limit=2&continue={token}"))
@@ -290,7 +293,7 @@ async fn bad_list_options_are_4xx_statuses() {
 async fn not_older_than_a_future_revision_waits_for_it() {
     let h = Arc::new(harness().await);
     h.create("a", "1").await;
-    let next = h.server.registry.store.revision() + 1;
+    let next = h.server.registry.store.revision().await.unwrap() + 1;
     let writer = {
         let h = h.clone();
         tokio::spawn(async move {
@@ -334,7 +337,10 @@ async fn a_watch_from_a_compacted_revision_gets_410_expired() {
     h.update("a", "2").await;
     h.update("a", "3").await;
     let store = h.server.registry.store.clone();
-    store.compact(store.revision()).await.unwrap();
+    store
+        .compact(store.revision().await.unwrap())
+        .await
+        .unwrap();
     let request = Request::builder()
         .uri(format!(
             "{CONFIGMAPS}?watch=true&resourceVersion={old}&timeoutSeconds=2"
@@ -350,7 +356,7 @@ async fn a_watch_from_a_compacted_revision_gets_410_expired() {
     assert_eq!(first["object"]["code"], 410);
     assert_eq!(first["object"]["reason"], "Expired");
     // From the compaction point itself the watch works.
-    let now = store.revision();
+    let now = store.revision().await.unwrap();
     let request = Request::builder()
         .uri(format!(
             "{CONFIGMAPS}?watch=true&resourceVersion={now}&timeoutSeconds=1"

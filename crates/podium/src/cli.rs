@@ -74,6 +74,11 @@ pub struct ServerArgs {
     /// The range Service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: String,
+    /// Keep the cluster's state on this etcd cluster (`http://127.0.0.1:2379`, several
+    /// comma-separated) instead of the embedded store in the data dir. One cluster per
+    /// etcd: Podium's keys live under `/registry/`, as kube-apiserver's.
+    #[arg(long, env = "PODIUM_DATASTORE_ENDPOINT")]
+    pub datastore_endpoint: Option<String>,
     /// How long an Event is kept after it was last seen, as kube-apiserver's flag.
     #[arg(long, default_value = "1h", value_parser = podium_apiserver::event_ttl::parse_duration)]
     pub event_ttl: std::time::Duration,

@@ -81,6 +81,9 @@ struct ControlPlane {
     _lock: podium_linux::lock::DirLock,
 }
 
+/// kube-apiserver's `--etcd-compaction-interval` default.
+const ETCD_COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Lock the data dir, open the store, serve the API over HTTPS and start the
 /// cluster-wide loops (controllers, scheduler, Event expiry, the `kubernetes` Service,
 /// garbage collection). `default_advertise` is the address clients reach the server on
@@ -104,9 +107,24 @@ async fn start_control_plane(
         other => anyhow::anyhow!("locking the data dir: {other}"),
     })?;
 
-    let store = podium_store::RedbStore::open(data_dir.join("state.redb"))
-        .context("opening the store")?
-        .shared();
+    let store: Arc<dyn podium_store::Store> = match &args.datastore_endpoint {
+        Some(endpoints) => {
+            let etcd = podium_store::EtcdStore::connect(endpoints)
+                .await
+                .with_context(|| {
+                    format!("connecting to the datastore at {endpoints}: is etcd running there?")
+                })?;
+            // etcd keeps every revision until compacted: compact as kube-apiserver does.
+            tokio::spawn(etcd.clone().compact_periodically(ETCD_COMPACTION_INTERVAL));
+            tracing::info!(endpoints, "state kept on etcd");
+            Arc::new(etcd)
+        }
+        None => Arc::new(
+            podium_store::RedbStore::open(data_dir.join("state.redb"))
+                .context("opening the store")?
+                .shared(),
+        ),
+    };
     let advertise_ip = args
         .advertise_address
         .unwrap_or(if args.listen.ip().is_unspecified() {
@@ -117,7 +135,7 @@ async fn start_control_plane(
     // Clients reach the server through the advertised address.
     let reach = std::net::SocketAddr::new(advertise_ip, args.listen.port());
     let api = podium_apiserver::ApiServer::new(
-        Arc::new(store),
+        store,
         podium_apiserver::ApiConfig {
             service_cidr: args.service_cidr.clone(),
             advertise_address: reach.to_string(),

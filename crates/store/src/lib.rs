@@ -1,11 +1,14 @@
 //! The cluster's key-value store.
 //!
 //! [`Store`] is shaped like etcd's KV + Watch API (range, put-if-revision, delete,
-//! watch-from-revision, compact) so that an etcd backend can slot in later; [`RedbStore`]
-//! is the embedded backend `podium up` uses. See `docs/architecture.md` for the data model.
+//! watch-from-revision, compact). [`RedbStore`] is the embedded backend `podium up` uses;
+//! [`EtcdStore`] keeps the cluster on an etcd cluster (`--datastore-endpoint`). See
+//! `docs/architecture.md` for the data model.
 
+mod etcd_store;
 mod redb_store;
 
+pub use etcd_store::EtcdStore;
 pub use redb_store::{History, RedbStore, SharedRedbStore};
 
 use std::sync::Arc;
@@ -117,6 +120,7 @@ impl Event {
 pub struct Watch {
     receiver: tokio::sync::mpsc::Receiver<Arc<Event>>,
     progress: Box<dyn Fn() -> Revision + Send + Sync>,
+    notices: Option<tokio::sync::watch::Receiver<Revision>>,
 }
 
 impl Watch {
@@ -129,7 +133,27 @@ impl Watch {
         receiver: tokio::sync::mpsc::Receiver<Arc<Event>>,
         progress: Box<dyn Fn() -> Revision + Send + Sync>,
     ) -> Watch {
-        Watch { receiver, progress }
+        Watch {
+            receiver,
+            progress,
+            notices: None,
+        }
+    }
+
+    /// For a backend whose progress arrives later than it is asked for (etcd answers a
+    /// progress request on the watch stream): `notices` changes when it does.
+    pub fn with_progress_notices(
+        mut self,
+        notices: tokio::sync::watch::Receiver<Revision>,
+    ) -> Watch {
+        self.notices = Some(notices);
+        self
+    }
+
+    /// The progress notices, taken out (see [`Watch::with_progress_notices`]); None for a
+    /// backend whose [`Watch::progress`] answers at once.
+    pub fn take_progress_notices(&mut self) -> Option<tokio::sync::watch::Receiver<Revision>> {
+        self.notices.take()
     }
 
     pub async fn next(&mut self) -> Option<Arc<Event>> {
@@ -154,8 +178,8 @@ impl Watch {
 /// before it returns.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The current revision.
-    fn revision(&self) -> Revision;
+    /// The current revision (for etcd, a round trip: what a quorum read would see).
+    async fn revision(&self) -> Result<Revision>;
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
 

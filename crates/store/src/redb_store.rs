@@ -811,6 +811,11 @@ impl SharedRedbStore {
     }
 
     /// The compaction point: reads below it fail with [`StoreError::Compacted`].
+    /// The current revision, read without waiting (the trait's answer, synchronously).
+    pub fn revision(&self) -> Revision {
+        self.0.inner.revision.load(Ordering::SeqCst)
+    }
+
     pub fn compacted(&self) -> Revision {
         self.0
             .inner
@@ -823,8 +828,8 @@ impl SharedRedbStore {
 
 #[async_trait::async_trait]
 impl Store for SharedRedbStore {
-    fn revision(&self) -> Revision {
-        self.0.inner.revision.load(Ordering::SeqCst)
+    async fn revision(&self) -> Result<Revision> {
+        Ok(SharedRedbStore::revision(self))
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
