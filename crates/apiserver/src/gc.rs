@@ -35,6 +35,17 @@ fn owner_uids(object: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// One resource per storage: versions that share their objects (core and
+/// `events.k8s.io` Events, HPAs of `autoscaling/v1` and `v2`, a CRD's versions) are
+/// scanned and deleted once, through the first of them.
+fn stored_resources() -> Vec<&'static ResourceInfo> {
+    let mut seen = std::collections::HashSet::new();
+    resource::all()
+        .into_iter()
+        .filter(|r| seen.insert(crate::registry::prefix(r, None)))
+        .collect()
+}
+
 /// Every object (with its resource) owned by `uid`, in `namespace` or everywhere.
 async fn dependents(
     server: &ApiServer,
@@ -42,7 +53,7 @@ async fn dependents(
     uid: &str,
 ) -> Result<Vec<(&'static ResourceInfo, Value)>, ApiError> {
     let mut out = Vec::new();
-    for resource in resource::all()
+    for resource in stored_resources()
         .into_iter()
         .filter(|r| r.namespaced || namespace.is_none())
     {
@@ -196,7 +207,7 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
     tokio::spawn(async move {
         for _ in 0..3000 {
             let mut remaining = 0;
-            for resource in resource::all().into_iter().filter(|r| r.namespaced) {
+            for resource in stored_resources().into_iter().filter(|r| r.namespaced) {
                 let listed = match server
                     .registry
                     .list(
@@ -247,7 +258,7 @@ pub fn spawn_namespace_cleanup(server: ApiServer, namespace: String) {
 /// the namespace cleanups and foreground deletions a crash interrupted.
 pub async fn sweep(server: &ApiServer, resume: bool) -> Result<usize, ApiError> {
     let mut all = Vec::new();
-    for resource in resource::all() {
+    for resource in stored_resources() {
         let listed = server
             .registry
             .list(

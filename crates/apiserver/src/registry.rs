@@ -75,6 +75,7 @@ pub fn decode(resource: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError>
     let mut object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     set_resource_version(&mut object, kv.mod_revision);
+    let mut object = resource.behaviour.from_storage(object);
     if resource.behaviour.storage_group().is_some() {
         let api_version = resource.api_version();
         if object.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str()) {
@@ -94,8 +95,8 @@ pub fn set_resource_version(object: &mut Value, revision: Revision) {
 /// that fit here fit an etcd backend too.
 pub const MAX_OBJECT_BYTES: usize = 3 * 512 * 1024;
 
-fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut object = object.clone();
+fn encode(resource: &ResourceInfo, object: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut object = resource.behaviour.to_storage(object.clone());
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
@@ -342,7 +343,11 @@ impl Registry {
                 return Ok(object);
             }
             let key = key(resource, namespace, &name);
-            match self.store.put(&key, encode(&object)?, Expect::Absent).await {
+            match self
+                .store
+                .put(&key, encode(resource, &object)?, Expect::Absent)
+                .await
+            {
                 Ok(kv) => {
                     set_resource_version(&mut object, kv.mod_revision);
                     return Ok(object);
@@ -510,7 +515,11 @@ impl Registry {
             }
             match self
                 .store
-                .put(&key, encode(&new)?, Expect::Revision(kv.mod_revision))
+                .put(
+                    &key,
+                    encode(resource, &new)?,
+                    Expect::Revision(kv.mod_revision),
+                )
                 .await
             {
                 Ok(stored) => {
@@ -649,9 +658,10 @@ mod tests {
     fn objects_over_one_and_a_half_mib_are_413() {
         let fits =
             json!({"metadata": {"name": "a"}, "data": {"k": "x".repeat(MAX_OBJECT_BYTES - 100)}});
-        assert!(encode(&fits).is_ok());
+        let configmaps = resource::find("", "v1", "configmaps").unwrap();
+        assert!(encode(configmaps, &fits).is_ok());
         let big = json!({"metadata": {"name": "a"}, "data": {"k": "x".repeat(2 << 20)}});
-        let e = encode(&big).unwrap_err();
+        let e = encode(configmaps, &big).unwrap_err();
         assert_eq!(
             (e.code(), e.reason.as_str()),
             (413, "RequestEntityTooLarge")

@@ -27,6 +27,7 @@ pub mod certificates;
 pub mod coordination;
 pub mod core;
 pub mod discovery;
+pub mod events;
 pub mod networking;
 pub mod policy;
 pub mod rbac;
@@ -107,6 +108,18 @@ pub trait Kind: Send + Sync {
     /// sent with its create or update.
     fn warnings(&self, _object: &Value) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The stored form of an object of this version, for a version that shares storage
+    /// with another (`autoscaling/v1` HPAs are stored as `v2`, `events.k8s.io/v1` Events as
+    /// core Events), as upstream's conversion to the storage version.
+    fn to_storage(&self, object: Value) -> Value {
+        object
+    }
+
+    /// This version's form of a stored object: the inverse of [`Kind::to_storage`].
+    fn from_storage(&self, stored: Value) -> Value {
+        stored
     }
 
     /// Finalizers a DELETE adds, so that the object stays (terminating) until a controller

@@ -37,7 +37,7 @@ impl Kind for Event {
     }
 }
 
-const EVENT: &[Column] = &[
+pub(crate) const EVENT: &[Column] = &[
     col(
         "Last Seen",
         "string",
@@ -97,7 +97,7 @@ const EVENT: &[Column] = &[
 
 /// Upstream's `printEvent` (wide): times fall back from lastTimestamp to firstTimestamp to
 /// eventTime, and a series overrides both the last time and the count.
-fn event_row(e: &Value, now: jiff::Timestamp) -> Vec<Value> {
+pub(crate) fn event_row(e: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let first = timestamp(e.get("firstTimestamp").and_then(Value::as_str))
         .or_else(|| timestamp(e.get("eventTime").and_then(Value::as_str)));
     let first_seen = since(first, now);
