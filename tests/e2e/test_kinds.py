@@ -301,6 +301,32 @@ def test_every_new_kind_round_trips_through_kubectl_and_the_python_client(cluste
     for read, list_, name in reads:
         assert read(name, "default").metadata.name == name, read.__name__
         assert name in [item.metadata.name for item in list_("default").items], list_.__name__
+
+    # The same objects at their other versions, converted as upstream.
+    hpa_v1 = client.AutoscalingV1Api(api).read_namespaced_horizontal_pod_autoscaler("web", "default")
+    assert hpa_v1.spec.target_cpu_utilization_percentage == 80, hpa_v1.spec  # v2's default metric
+    events = client.EventsV1Api(api)
+    events.create_namespaced_event(
+        "default",
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "e2e-event"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "regarding": {"kind": "HorizontalPodAutoscaler", "name": "web", "namespace": "default"},
+            "reportingController": "podium.io/e2e",
+            "reportingInstance": "e2e-1",
+            "action": "Check",
+            "reason": "Checked",
+            "type": "Normal",
+            "note": "written through events.k8s.io",
+        },
+    )
+    # Every Event reads through events.k8s.io, those the controllers wrote as core Events too.
+    listed = events.list_namespaced_event("default").items
+    assert "e2e-event" in [e.metadata.name for e in listed], [e.metadata.name for e in listed]
+    assert core.read_namespaced_event("e2e-event", "default").message == "written through events.k8s.io"
+    assert "Checked" in cluster.kubectl("get", "events.v1.events.k8s.io").stdout
     cluster_reads = [
         (core.read_persistent_volume, core.list_persistent_volume, "e2e-pv"),
         (client.StorageV1Api(api).read_storage_class, client.StorageV1Api(api).list_storage_class, "manual"),

@@ -604,6 +604,19 @@ fn resource_paths(
                 };
                 json!({"post": create.with(json!({"requestBody": request_body(binding), "responses": responses(binding, &["200", "201", "202"])}))})
             }
+            Subresource::Token => {
+                let request = "io.k8s.api.authentication.v1.TokenRequest";
+                let request_gvk = gvk("authentication.k8s.io", "v1", "TokenRequest");
+                let create = Operation {
+                    id: format!("create{token}{scope}{kind}Token"),
+                    action: "post",
+                    gvk: &request_gvk,
+                    tag: &tag,
+                    description: format!("create token of a {kind}"),
+                    parameters: write_params(),
+                };
+                json!({"post": create.with(json!({"requestBody": request_body(request), "responses": responses(request, &["200", "201", "202"])}))})
+            }
             Subresource::Eviction => {
                 let eviction = "io.k8s.api.policy.v1.Eviction";
                 let eviction_gvk = gvk("policy", "v1", "Eviction");
@@ -691,6 +704,7 @@ fn sub_object(sub: Subresource, kind: &str) -> String {
         Subresource::Scale => "Scale".into(),
         Subresource::Binding => "Binding".into(),
         Subresource::Eviction => "Eviction".into(),
+        Subresource::Token => "TokenRequest".into(),
         Subresource::Status | Subresource::Log => kind.into(),
     }
 }
@@ -745,6 +759,9 @@ fn group_version(group: &str, version: &str) -> Value {
         if r.has(Subresource::Binding) {
             generator.subschema_for::<Binding>();
         }
+        if r.has(Subresource::Token) {
+            generator.subschema_for::<k8s_openapi::api::authentication::v1::TokenRequest>();
+        }
         if r.has(Subresource::Eviction) {
             generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
         }
@@ -793,6 +810,10 @@ fn group_version(group: &str, version: &str) -> Value {
         json!([gvk("", "v1", "Binding")]),
     );
     tag_kind(&format!("{META}.Status"), json!([gvk("", "v1", "Status")]));
+    tag_kind(
+        "io.k8s.api.authentication.v1.TokenRequest",
+        json!([gvk("authentication.k8s.io", "v1", "TokenRequest")]),
+    );
     let delete_options: Vec<Value> = group_versions()
         .into_iter()
         .map(|(g, v)| gvk(g, v, "DeleteOptions"))

@@ -23,6 +23,9 @@ pub enum Subresource {
     Log,
     /// `pods/eviction`: a `policy/v1` Eviction, the delete `kubectl drain` asks for.
     Eviction,
+    /// `serviceaccounts/token`: an `authentication.k8s.io/v1` TokenRequest, answered with
+    /// a signed token for the ServiceAccount (`kubectl create token`).
+    Token,
 }
 
 impl Subresource {
@@ -33,6 +36,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Eviction => "eviction",
+            Subresource::Token => "token",
         }
     }
 }
@@ -232,7 +236,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: &[],
-        subresources: &[],
+        subresources: &[Token],
         behaviour: &kinds::core::service_account::ServiceAccount,
     },
     ResourceInfo {

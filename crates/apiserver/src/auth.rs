@@ -40,6 +40,8 @@ pub enum PeerCertificate {
 pub struct Authenticator {
     /// Bearer token → user, from `--token-auth-file`.
     tokens: HashMap<String, User>,
+    /// ServiceAccount tokens (signed JWTs) this cluster issued.
+    service_accounts: Option<Arc<crate::service_account_token::ServiceAccountTokens>>,
 }
 
 /// Paths anyone may read, as upstream's `system:public-info-viewer` role allows.
@@ -95,6 +97,15 @@ impl Authenticator {
         Ok(self)
     }
 
+    /// Accept the ServiceAccount tokens `tokens` issues.
+    pub fn with_service_accounts(
+        mut self,
+        tokens: Arc<crate::service_account_token::ServiceAccountTokens>,
+    ) -> Self {
+        self.service_accounts = Some(tokens);
+        self
+    }
+
     /// Add one token (for components that authenticate by token).
     pub fn add_token(&mut self, token: String, user: User) {
         self.tokens.insert(token, user);
@@ -122,11 +133,14 @@ impl Authenticator {
                 .or_else(|| header.strip_prefix("bearer "))
                 .map(str::trim)
                 .ok_or("the Authorization header is not a bearer token")?;
-            let mut user = self
-                .tokens
-                .get(token)
-                .cloned()
-                .ok_or("invalid bearer token")?;
+            let mut user = match self.tokens.get(token) {
+                Some(user) => user.clone(),
+                None => self
+                    .service_accounts
+                    .as_ref()
+                    .and_then(|s| s.authenticate(token))
+                    .ok_or("invalid bearer token")?,
+            };
             if !user.groups.iter().any(|g| g == "system:authenticated") {
                 user.groups.push("system:authenticated".into());
             }

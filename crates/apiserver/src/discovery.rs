@@ -126,6 +126,7 @@ fn subresource(sub: Subresource, parent_kind: &'static str) -> ServedSubresource
         Subresource::Binding => ("", "", "Binding", &["create"]),
         Subresource::Log => ("", "", "Pod", &["get"]),
         Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
     };
     ServedSubresource {
         name: sub.path(),

@@ -293,6 +293,9 @@ async fn route(
                 (Some(Subresource::Eviction), Method::POST) => {
                     subresources::evict(&call, resource, ns, &name).await
                 }
+                (Some(Subresource::Token), Method::POST) => {
+                    crate::service_account_token::request(&call, resource, ns, &name).await
+                }
                 (Some(Subresource::Log), Method::GET) => {
                     subresources::log(&call, resource, ns, &name).await
                 }

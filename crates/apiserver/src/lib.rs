@@ -12,6 +12,7 @@
 //! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
 //! * [`auth`]: who a request comes from (client certificates, bearer tokens); 401 otherwise.
+//! * [`service_account_token`]: ServiceAccount tokens (TokenRequest, signed JWTs).
 //! * [`tls`]: HTTPS serving with client certificates.
 //! * [`allocate`]: Service cluster IPs and node ports.
 //! * [`kubernetes_service`]: the `kubernetes` Service in `default` and its endpoints.
@@ -35,6 +36,7 @@ pub mod list;
 pub mod negotiate;
 pub mod registry;
 pub mod request;
+pub mod service_account_token;
 pub mod subresources;
 pub mod tls;
 pub mod watch;
@@ -61,6 +63,8 @@ pub struct ApiConfig {
 pub struct ApiServer {
     pub registry: Arc<Registry>,
     pub config: Arc<ApiConfig>,
+    /// Signs and checks ServiceAccount tokens; the authenticator shares it.
+    pub tokens: Arc<service_account_token::ServiceAccountTokens>,
     crds: crd::CrdController,
 }
 
@@ -69,8 +73,19 @@ impl ApiServer {
         ApiServer {
             registry: Arc::new(Registry::new(store, &config)),
             config: Arc::new(config),
+            tokens: Arc::new(service_account_token::ServiceAccountTokens::ephemeral()),
             crds: crd::CrdController::default(),
         }
+    }
+
+    /// Sign ServiceAccount tokens with this key (the cluster's, kept in the data dir)
+    /// rather than one made for this process.
+    pub fn with_service_account_tokens(
+        mut self,
+        tokens: Arc<service_account_token::ServiceAccountTokens>,
+    ) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// Create the namespaces every cluster has, and the `kubernetes` Service, if missing;

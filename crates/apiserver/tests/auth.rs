@@ -125,3 +125,114 @@ async fn token_review_checks_tokens() {
     assert!(body["status"].get("authenticated").is_none(), "{body}");
     assert!(body["status"]["error"].is_string());
 }
+
+#[tokio::test]
+async fn service_account_tokens_are_issued_and_accepted() {
+    let (server, _dir) = common::api_server().await;
+    let mut authenticator = Authenticator::new().with_service_accounts(server.tokens.clone());
+    authenticator.add_token(
+        "admin".into(),
+        User {
+            name: "admin".into(),
+            uid: "0".into(),
+            groups: vec!["system:masters".into()],
+        },
+    );
+    let router = server.authenticated_router(Arc::new(authenticator));
+    let (status, account) = call(
+        &router,
+        "POST",
+        "/api/v1/namespaces/default/serviceaccounts",
+        Some("admin"),
+        Some(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let token_url = "/api/v1/namespaces/default/serviceaccounts/robot/token";
+
+    // Upstream's bounds and defaults.
+    let (status, body) = call(&router, "POST", token_url, Some("admin"),
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 60}}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not specify a duration less than 10 minutes"),
+        "{body}"
+    );
+    let (status, missing) = call(
+        &router,
+        "POST",
+        "/api/v1/namespaces/default/serviceaccounts/nobody/token",
+        Some("admin"),
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    let (status, request) = call(
+        &router,
+        "POST",
+        token_url,
+        Some("admin"),
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    assert_eq!(request["spec"]["expirationSeconds"], 3600);
+    assert_eq!(
+        request["spec"]["audiences"],
+        json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    assert!(request["status"]["expirationTimestamp"].is_string());
+    let token = request["status"]["token"].as_str().unwrap().to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    // The token authenticates as the ServiceAccount, with upstream's groups.
+    let review = json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {}});
+    let (status, whoami) = call(
+        &router,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        Some(&token),
+        Some(review),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{whoami}");
+    let info = &whoami["status"]["userInfo"];
+    assert_eq!(info["username"], "system:serviceaccount:default:robot");
+    assert_eq!(info["uid"], account["metadata"]["uid"]);
+    assert_eq!(
+        info["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ])
+    );
+
+    // A token for another audience, or tampered with, is refused.
+    let (_, other) = call(&router, "POST", token_url, Some("admin"),
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"audiences": ["vault"]}}))).await;
+    let other = other["status"]["token"].as_str().unwrap();
+    let (status, _) = call(&router, "GET", "/api/v1/namespaces", Some(other), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Another subject in the claims, the signature kept.
+    let parts: Vec<&str> = token.split('.').collect();
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = String::from_utf8(engine.decode(parts[1]).unwrap()).unwrap();
+    let forged = engine.encode(claims.replace(":robot", ":admin"));
+    let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
+    let (status, _) = call(&router, "GET", "/api/v1/namespaces", Some(&tampered), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // And a TokenReview says the same.
+    let (status, reviewed) = call(&router, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", Some("admin"),
+        Some(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{reviewed}");
+    assert_eq!(reviewed["status"]["authenticated"], true);
+    assert_eq!(
+        reviewed["status"]["user"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+}

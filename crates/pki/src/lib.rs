@@ -256,6 +256,36 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, bytes, 0o644)
 }
 
+/// The key that signs ServiceAccount tokens, in `dir` (`sa.key` 0600 and `sa.pub`, as
+/// kubeadm names them), made on first use: an ECDSA P-256 key (ES256), as PKCS#8 and SPKI
+/// PEM.
+pub fn service_account_key(dir: &Path) -> Result<(String, String)> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        path: dir.into(),
+        source,
+    })?;
+    let (private_path, public_path) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if let (Ok(private), Ok(public)) = (
+        fs::read_to_string(&private_path),
+        fs::read_to_string(&public_path),
+    ) {
+        return Ok((private, public));
+    }
+    let (private, public) = service_account_key_pair()?;
+    write_secret(&private_path, private.as_bytes())?;
+    write_public(&public_path, public.as_bytes())?;
+    Ok((private, public))
+}
+
+/// A new service account key pair (ECDSA P-256): PKCS#8 and SPKI PEM.
+pub fn service_account_key_pair() -> Result<(String, String)> {
+    let key = KeyPair::generate().map_err(|source| PkiError::Certificate {
+        what: "generating the service account key".into(),
+        source,
+    })?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
 /// Private keys: created 0600, so no moment exists where another user could read them.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, bytes, 0o600)

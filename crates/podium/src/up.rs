@@ -81,6 +81,21 @@ struct ControlPlane {
     _lock: podium_linux::lock::DirLock,
 }
 
+/// The cluster's ServiceAccount token key, made on first start in `<data-dir>/pki`.
+fn service_account_tokens(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<podium_apiserver::service_account_token::ServiceAccountTokens> {
+    let (private, public) = podium_pki::service_account_key(&data_dir.join("pki"))
+        .context("the service account token key")?;
+    podium_apiserver::service_account_token::ServiceAccountTokens::from_pem(&private, &public)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (remove {}/pki/sa.key to make a new one)",
+                data_dir.display()
+            )
+        })
+}
+
 /// kube-apiserver's `--etcd-compaction-interval` default.
 const ETCD_COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -140,7 +155,8 @@ async fn start_control_plane(
             service_cidr: args.service_cidr.clone(),
             advertise_address: reach.to_string(),
         },
-    );
+    )
+    .with_service_account_tokens(Arc::new(service_account_tokens(&data_dir)?));
     api.bootstrap().await.map_err(|e| {
         anyhow::anyhow!("bootstrapping the namespaces and the kubernetes Service: {e}")
     })?;
@@ -167,7 +183,8 @@ async fn start_control_plane(
         &serving.key_pem,
     )
     .map_err(|e| anyhow::anyhow!("setting up TLS: {e}"))?;
-    let mut authenticator = podium_apiserver::auth::Authenticator::new();
+    let mut authenticator =
+        podium_apiserver::auth::Authenticator::new().with_service_accounts(api.tokens.clone());
     if let Some(path) = &args.token_auth_file {
         authenticator = authenticator
             .with_token_file(path)
