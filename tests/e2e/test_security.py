@@ -109,3 +109,44 @@ def test_whoami(cluster: Cluster):
         review = json.loads(done.stdout)
         assert review["status"]["userInfo"]["username"] == "system:admin", review
         assert "system:masters" in review["status"]["userInfo"]["groups"], review
+
+
+def test_service_account_tokens(cluster: Cluster):
+    """`kubectl create token` (a TokenRequest) on every minor; the token authenticates as
+    the ServiceAccount; the Python client asks for one too."""
+    kubectl_dir = "/usr/lib/google-cloud-sdk/bin"
+    cluster.kubectl("create", "serviceaccount", "robot")
+
+    def as_token(token: str, *args: str, minor: str = "1.33"):
+        # No kubeconfig: its client certificate would authenticate first.
+        return cluster.kubectl(
+            "--kubeconfig", "/dev/null", "--server", cluster.server,
+            "--certificate-authority", str(cluster.ca_file), "--token", token, *args,
+            kubectl=f"{kubectl_dir}/kubectl.{minor}",
+        )
+
+    for minor in ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"]:
+        made = cluster.kubectl("create", "token", "robot", "--duration=15m", kubectl=f"{kubectl_dir}/kubectl.{minor}")
+        token = made.stdout.strip()
+        assert token.count(".") == 2, (minor, made.stdout)
+        listed = as_token(token, "get", "serviceaccounts", "-o", "name", minor=minor)
+        assert "serviceaccount/robot" in listed.stdout, (minor, listed.stdout)
+    who = json.loads(as_token(token, "auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]
+    assert who["username"] == "system:serviceaccount:default:robot", who
+    assert "system:serviceaccounts:default" in who["groups"], who
+    too_short = cluster.kubectl("create", "token", "robot", "--duration=1m", check=False)
+    assert too_short.returncode != 0 and "less than 10 minutes" in too_short.stderr, too_short.stderr
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.api_client())
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=["https://kubernetes.default.svc.cluster.local"], expiration_seconds=600)
+    )
+    answer = core.create_namespaced_service_account_token("robot", "default", request)
+    assert answer.status.token.count(".") == 2 and answer.status.expiration_timestamp is not None
+    anonymous = tls_opener(cluster.ca_file)
+    status, _ = request(anonymous, f"{cluster.server}/api/v1/namespaces", token=answer.status.token)
+    assert status == 200
+    status, _ = request(anonymous, f"{cluster.server}/api/v1/namespaces", token=answer.status.token + "x")
+    assert status == 401
