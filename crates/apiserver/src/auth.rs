@@ -36,12 +36,25 @@ pub enum PeerCertificate {
 }
 
 /// The ways a request can prove who it is.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Authenticator {
     /// Bearer token → user, from `--token-auth-file`.
     tokens: HashMap<String, User>,
-    /// ServiceAccount tokens (signed JWTs) this cluster issued.
-    service_accounts: Option<Arc<crate::service_account_token::ServiceAccountTokens>>,
+    /// ServiceAccount tokens (signed JWTs) this cluster issued, and the registry that says
+    /// whether their ServiceAccount still exists.
+    service_accounts: Option<(
+        Arc<crate::service_account_token::ServiceAccountTokens>,
+        Arc<crate::Registry>,
+    )>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("static_tokens", &self.tokens.len())
+            .field("service_accounts", &self.service_accounts.is_some())
+            .finish()
+    }
 }
 
 /// Paths anyone may read, as upstream's `system:public-info-viewer` role allows.
@@ -97,12 +110,10 @@ impl Authenticator {
         Ok(self)
     }
 
-    /// Accept the ServiceAccount tokens `tokens` issues.
-    pub fn with_service_accounts(
-        mut self,
-        tokens: Arc<crate::service_account_token::ServiceAccountTokens>,
-    ) -> Self {
-        self.service_accounts = Some(tokens);
+    /// Accept the ServiceAccount tokens `server` issues, while their ServiceAccount (and
+    /// the object they are bound to) exists.
+    pub fn with_service_accounts(mut self, server: &crate::ApiServer) -> Self {
+        self.service_accounts = Some((server.tokens.clone(), server.registry.clone()));
         self
     }
 
@@ -113,7 +124,7 @@ impl Authenticator {
 
     /// The user a request authenticates as; None for a request without any credentials
     /// (anonymous); an error for credentials that do not check out.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         peer: &PeerCertificate,
         authorization: Option<&str>,
@@ -135,11 +146,14 @@ impl Authenticator {
                 .ok_or("the Authorization header is not a bearer token")?;
             let mut user = match self.tokens.get(token) {
                 Some(user) => user.clone(),
-                None => self
-                    .service_accounts
-                    .as_ref()
-                    .and_then(|s| s.authenticate(token))
-                    .ok_or("invalid bearer token")?,
+                None => match &self.service_accounts {
+                    Some((tokens, registry)) => {
+                        let verified = tokens.verify(token).ok_or("invalid bearer token")?;
+                        verified.still_valid(registry).await?;
+                        verified.user
+                    }
+                    None => return Err("invalid bearer token".into()),
+                },
             };
             if !user.groups.iter().any(|g| g == "system:authenticated") {
                 user.groups.push("system:authenticated".into());
@@ -187,7 +201,7 @@ pub async fn authenticate(
         tracing::info!(reason = %why, method = %request.method(), path = %request.uri().path(), "unauthenticated request refused");
         Failure(ApiError::new(Reason::Unauthorized, "Unauthorized")).into_response()
     };
-    match authenticator.authenticate(&peer, authorization) {
+    match authenticator.authenticate(&peer, authorization).await {
         Ok(Some(user)) => {
             tracing::debug!(user = %user.name, method = %request.method(), path = %request.uri().path(), "request");
             request.extensions_mut().insert(user);
@@ -208,8 +222,8 @@ pub async fn authenticate(
 mod tests {
     use super::*;
 
-    #[test]
-    fn token_file_lines() {
+    #[tokio::test]
+    async fn token_file_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.csv");
         std::fs::write(
@@ -220,15 +234,20 @@ mod tests {
         let auth = Authenticator::new().with_token_file(&path).unwrap();
         let alice = auth
             .authenticate(&PeerCertificate::None, Some("Bearer secret-1"))
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(alice.name, "alice");
         assert_eq!(alice.groups, ["dev", "ops", "system:authenticated"]);
         assert!(
             auth.authenticate(&PeerCertificate::None, Some("Bearer wrong"))
+                .await
                 .is_err()
         );
-        assert_eq!(auth.authenticate(&PeerCertificate::None, None), Ok(None));
+        assert_eq!(
+            auth.authenticate(&PeerCertificate::None, None).await,
+            Ok(None)
+        );
         std::fs::write(&path, "only-a-token\n").unwrap();
         assert!(
             Authenticator::new()
@@ -238,8 +257,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn certificates_win_and_rejected_ones_fail() {
+    #[tokio::test]
+    async fn certificates_win_and_rejected_ones_fail() {
         let auth = Authenticator::new();
         let admin = podium_pki::Subject {
             user: "system:admin".into(),
@@ -247,11 +266,13 @@ mod tests {
         };
         let user = auth
             .authenticate(&PeerCertificate::Verified(admin), None)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(user.groups, ["system:masters", "system:authenticated"]);
         let err = auth
             .authenticate(&PeerCertificate::Rejected("unknown issuer".into()), None)
+            .await
             .unwrap_err();
         assert!(err.contains("unknown issuer"));
     }
@@ -365,6 +386,7 @@ async fn token_review(
     };
     let status = match authenticator
         .authenticate(&PeerCertificate::None, Some(&format!("Bearer {token}")))
+        .await
     {
         Ok(Some(user)) => serde_json::json!({"authenticated": true, "user": user_info(&user)}),
         Ok(None) | Err(_) => serde_json::json!({"user": {}, "error": "invalid bearer token"}),

@@ -99,9 +99,8 @@ impl ServiceAccountTokens {
             .map_err(|e| ApiError::internal(format!("signing the token: {e}")))
     }
 
-    /// The ServiceAccount a token was issued for, if it is one of ours, unexpired and
-    /// meant for this API server.
-    pub fn authenticate(&self, token: &str) -> Option<User> {
+    /// The claims of a token that is ours, unexpired and meant for this API server.
+    pub fn verify(&self, token: &str) -> Option<Verified> {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_audience(&self.audiences);
         validation.set_issuer(&[ISSUER]);
@@ -110,17 +109,68 @@ impl ServiceAccountTokens {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .ok()?
             .claims;
-        let namespace = claims.kubernetes.namespace;
-        let account = claims.kubernetes.serviceaccount;
-        Some(User {
-            name: format!("system:serviceaccount:{namespace}:{}", account.name),
-            uid: account.uid,
-            groups: vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{namespace}"),
-                "system:authenticated".into(),
-            ],
+        let k = claims.kubernetes;
+        Some(Verified {
+            user: User {
+                name: format!(
+                    "system:serviceaccount:{}:{}",
+                    k.namespace, k.serviceaccount.name
+                ),
+                uid: k.serviceaccount.uid.clone(),
+                groups: vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{}", k.namespace),
+                    "system:authenticated".into(),
+                ],
+            },
+            namespace: k.namespace,
+            account: k.serviceaccount,
+            bound: k
+                .pod
+                .map(|r| ("pods", true, r))
+                .or(k.secret.map(|r| ("secrets", true, r)))
+                .or(k.node.map(|r| ("nodes", false, r))),
         })
+    }
+}
+
+/// A token whose signature, issuer, audience and expiry check out.
+pub struct Verified {
+    pub user: User,
+    namespace: String,
+    account: Reference,
+    /// The object the token is bound to: (plural, namespaced, reference).
+    bound: Option<(&'static str, bool, Reference)>,
+}
+
+impl Verified {
+    /// Upstream's legacy-free validator: the ServiceAccount, and the object the token is
+    /// bound to, still exist with the UIDs the token names (a deleted and re-created
+    /// account does not inherit its predecessor's tokens).
+    pub async fn still_valid(&self, registry: &crate::Registry) -> Result<(), String> {
+        let check = |plural: &'static str, namespaced: bool, reference: &Reference| {
+            let namespace = namespaced.then_some(self.namespace.as_str());
+            let name = reference.name.clone();
+            let uid = reference.uid.clone();
+            async move {
+                let info = resource::find("", "v1", plural).ok_or("unknown kind")?;
+                let object = registry
+                    .get(info, namespace, &name)
+                    .await
+                    .map_err(|_| format!("the token's {plural} {name} no longer exists"))?;
+                if meta_str(&object, "uid") != Some(uid.as_str()) {
+                    return Err(format!(
+                        "the token's {plural} {name} was deleted and made again"
+                    ));
+                }
+                Ok::<(), String>(())
+            }
+        };
+        check("serviceaccounts", true, &self.account).await?;
+        if let Some((plural, namespaced, reference)) = &self.bound {
+            check(plural, *namespaced, reference).await?;
+        }
+        Ok(())
     }
 }
 

@@ -129,7 +129,7 @@ async fn token_review_checks_tokens() {
 #[tokio::test]
 async fn service_account_tokens_are_issued_and_accepted() {
     let (server, _dir) = common::api_server().await;
-    let mut authenticator = Authenticator::new().with_service_accounts(server.tokens.clone());
+    let mut authenticator = Authenticator::new().with_service_accounts(&server);
     authenticator.add_token(
         "admin".into(),
         User {
@@ -235,4 +235,28 @@ async fn service_account_tokens_are_issued_and_accepted() {
         reviewed["status"]["user"]["username"],
         "system:serviceaccount:default:robot"
     );
+
+    // Deleted and made again, the account does not inherit its predecessor's tokens.
+    let (status, _) = call(
+        &router,
+        "DELETE",
+        "/api/v1/namespaces/default/serviceaccounts/robot",
+        Some("admin"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&router, "GET", "/api/v1/namespaces", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(
+        &router,
+        "POST",
+        "/api/v1/namespaces/default/serviceaccounts",
+        Some("admin"),
+        Some(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(&router, "GET", "/api/v1/namespaces", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -184,7 +184,7 @@ async fn start_control_plane(
     )
     .map_err(|e| anyhow::anyhow!("setting up TLS: {e}"))?;
     let mut authenticator =
-        podium_apiserver::auth::Authenticator::new().with_service_accounts(api.tokens.clone());
+        podium_apiserver::auth::Authenticator::new().with_service_accounts(&api);
     if let Some(path) = &args.token_auth_file {
         authenticator = authenticator
             .with_token_file(path)
