@@ -91,6 +91,14 @@ fn from_v2(stored: Value) -> Value {
         behavior = spec.remove("behavior");
     }
     let mut conditions = None;
+    // v1 writes both replica counts always (no omitempty), as its typed clients expect.
+    if let Some(map) = out.as_object_mut() {
+        let status = map.entry("status").or_insert_with(|| json!({}));
+        if let Some(status) = status.as_object_mut() {
+            status.entry("currentReplicas").or_insert(json!(0));
+            status.entry("desiredReplicas").or_insert(json!(0));
+        }
+    }
     if let Some(status) = out.get_mut("status").and_then(Value::as_object_mut) {
         let current = status.remove("currentMetrics");
         if let Some(value) = current
@@ -188,7 +196,10 @@ mod tests {
             v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
             50
         );
-        assert_eq!(from_v2(v2.clone()), v1);
+        let mut read_back = v1.clone();
+        // v1 always writes both replica counts.
+        read_back["status"] = json!({"currentReplicas": 0, "desiredReplicas": 0});
+        assert_eq!(from_v2(v2.clone()), read_back);
         let mut with_behavior = v2;
         with_behavior["spec"]["behavior"] =
             json!({"scaleDown": {"stabilizationWindowSeconds": 60}});
