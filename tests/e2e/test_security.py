@@ -140,10 +140,10 @@ def test_service_account_tokens(cluster: Cluster):
     from kubernetes import client
 
     core = client.CoreV1Api(cluster.api_client())
-    request = client.AuthenticationV1TokenRequest(
+    token_request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=["https://kubernetes.default.svc.cluster.local"], expiration_seconds=600)
     )
-    answer = core.create_namespaced_service_account_token("robot", "default", request)
+    answer = core.create_namespaced_service_account_token("robot", "default", token_request)
     assert answer.status.token.count(".") == 2 and answer.status.expiration_timestamp is not None
     anonymous = tls_opener(cluster.ca_file)
     status, _ = request(anonymous, f"{cluster.server}/api/v1/namespaces", token=answer.status.token)
