@@ -29,11 +29,12 @@ def get(cluster: Cluster, path: str, accept: str, etag: str | None = None):
 
 
 def legacy_resources(cluster: Cluster) -> set[tuple[str, str]]:
-    """(name, groupVersion) of every top-level resource, from the legacy documents."""
+    """(name, groupVersion) of every top-level resource at its group's preferred version,
+    from the legacy documents: what `kubectl api-resources` lists."""
     versions = ["v1"]
     _, _, body = get(cluster, "/apis", "application/json")
     for group in json.loads(body)["groups"]:
-        versions += [v["groupVersion"] for v in group["versions"]]
+        versions.append(group["preferredVersion"]["groupVersion"])
     found = set()
     for group_version in versions:
         path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
