@@ -604,6 +604,26 @@ fn resource_paths(
                 };
                 json!({"post": create.with(json!({"requestBody": request_body(binding), "responses": responses(binding, &["200", "201", "202"])}))})
             }
+            Subresource::Proxy => {
+                let text = json!({
+                    "200": {"description": "OK", "content": {"*/*": {"schema": {"type": "string"}}}},
+                    "401": {"description": "Unauthorized"},
+                });
+                let mut entry = Map::new();
+                for method in ["get", "put", "post", "delete", "patch"] {
+                    entry.insert(
+                        method.into(),
+                        json!({
+                            "description": format!("connect {} requests to proxy of {kind}", method.to_uppercase()),
+                            "operationId": format!("connect{token}{}{scope}{kind}Proxy", capitalize(method)),
+                            "tags": [tag.clone()],
+                            "responses": text.clone(),
+                            "x-kubernetes-action": "connect",
+                        }),
+                    );
+                }
+                Value::Object(entry)
+            }
             Subresource::Token => {
                 let request = "io.k8s.api.authentication.v1.TokenRequest";
                 let request_gvk = gvk("authentication.k8s.io", "v1", "TokenRequest");
@@ -705,6 +725,7 @@ fn sub_object(sub: Subresource, kind: &str) -> String {
         Subresource::Binding => "Binding".into(),
         Subresource::Eviction => "Eviction".into(),
         Subresource::Token => "TokenRequest".into(),
+        Subresource::Proxy => format!("{kind}ProxyOptions"),
         Subresource::Status | Subresource::Log => kind.into(),
     }
 }

@@ -26,6 +26,9 @@ pub enum Subresource {
     /// `serviceaccounts/token`: an `authentication.k8s.io/v1` TokenRequest, answered with
     /// a signed token for the ServiceAccount (`kubectl create token`).
     Token,
+    /// `pods|services|nodes/<name>/proxy/<path>`: HTTP forwarded to the pod, a ready
+    /// endpoint of the service, or the node's agent.
+    Proxy,
 }
 
 impl Subresource {
@@ -37,6 +40,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Eviction => "eviction",
             Subresource::Token => "token",
+            Subresource::Proxy => "proxy",
         }
     }
 }
@@ -140,7 +144,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &[Status],
+        subresources: &[Status, Proxy],
         behaviour: &kinds::core::node::Node,
     },
     ResourceInfo {
@@ -152,7 +156,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Status, Binding, Log, Eviction],
+        subresources: &[Status, Binding, Log, Eviction, Proxy],
         behaviour: &kinds::core::pod::Pod,
     },
     ResourceInfo {
@@ -164,7 +168,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["svc"],
         categories: ALL,
-        subresources: &[Status],
+        subresources: &[Status, Proxy],
         behaviour: &kinds::core::service::Service,
     },
     ResourceInfo {

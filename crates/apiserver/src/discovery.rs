@@ -127,6 +127,18 @@ fn subresource(sub: Subresource, parent_kind: &'static str) -> ServedSubresource
         Subresource::Log => ("", "", "Pod", &["get"]),
         Subresource::Eviction => ("policy", "v1", "Eviction", &["create"]),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
+        // Upstream lists proxy subresources with kind NodeProxyOptions etc.; the verbs are
+        // every HTTP method it forwards.
+        Subresource::Proxy => (
+            "",
+            "",
+            match parent_kind {
+                "Pod" => "PodProxyOptions",
+                "Service" => "ServiceProxyOptions",
+                _ => "NodeProxyOptions",
+            },
+            &["create", "delete", "get", "patch", "update"],
+        ),
     };
     ServedSubresource {
         name: sub.path(),

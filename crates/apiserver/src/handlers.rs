@@ -228,6 +228,23 @@ async fn route(
         ))
     };
     match target {
+        Target::Proxy {
+            resource,
+            namespace,
+            name,
+            path,
+        } => {
+            crate::proxy::forward(
+                &call,
+                method,
+                resource,
+                namespace.as_deref(),
+                &name,
+                &path,
+                uri.query(),
+            )
+            .await
+        }
         Target::GroupVersion { group, version } if method == Method::GET => {
             Ok(discovery::resource_list(&group, &version)?)
         }

@@ -9,6 +9,7 @@
 //! * [`crd`]: serving what CustomResourceDefinitions define.
 //! * [`watch`]: `?watch=true` streams.
 //! * [`subresources`]: status, scale, binding, log.
+//! * [`proxy`]: `pods|services|nodes/<name>/proxy/...`.
 //! * [`health`]: `/healthz`, `/livez`, `/readyz` with upstream's named checks.
 //! * [`discovery`]: `/version`, `/api`, `/apis`, `/openapi/v3`.
 //! * [`auth`]: who a request comes from (client certificates, bearer tokens); 401 otherwise.
@@ -34,6 +35,7 @@ pub mod health;
 pub mod kubernetes_service;
 pub mod list;
 pub mod negotiate;
+pub mod proxy;
 pub mod registry;
 pub mod request;
 pub mod service_account_token;

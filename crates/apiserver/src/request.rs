@@ -23,6 +23,23 @@ pub enum Target {
         name: String,
         sub: Option<Subresource>,
     },
+    /// `<name>/proxy/<path>`: `name` may carry a port (`web:8080`, `https:web:443`).
+    Proxy {
+        resource: &'static ResourceInfo,
+        namespace: Option<String>,
+        name: String,
+        /// The path to forward, from its leading `/`.
+        path: String,
+    },
+}
+
+/// The path after `proxy`, as the client wrote it (a trailing `/` kept).
+fn proxied_path(rest: &[&str], whole: &str) -> String {
+    let mut out = format!("/{}", rest.join("/"));
+    if !rest.is_empty() && whole.ends_with('/') {
+        out.push('/');
+    }
+    out
 }
 
 /// Parse the path after the leading `/api` or `/apis` (`legacy` says which).
@@ -76,6 +93,16 @@ pub fn parse_target(legacy: bool, path: &str) -> Result<Target, ApiError> {
                 return Err(ApiError::not_found_path(path));
             }
             let namespace = Some(ns.to_string());
+            if let [name, "proxy", rest @ ..] = tail {
+                if resource.has(Subresource::Proxy) {
+                    return Ok(Target::Proxy {
+                        resource,
+                        namespace,
+                        name: name.to_string(),
+                        path: proxied_path(rest, path),
+                    });
+                }
+            }
             match tail {
                 [] => Ok(Target::Collection {
                     resource,
@@ -95,6 +122,16 @@ pub fn parse_target(legacy: bool, path: &str) -> Result<Target, ApiError> {
                 }),
                 _ => Err(ApiError::not_found_path(path)),
             }
+        }
+        [plural, name, "proxy", rest @ ..]
+            if lookup(plural).is_ok_and(|r| !r.namespaced && r.has(Subresource::Proxy)) =>
+        {
+            Ok(Target::Proxy {
+                resource: lookup(plural)?,
+                namespace: None,
+                name: name.to_string(),
+                path: proxied_path(rest, path),
+            })
         }
         [plural] => Ok(Target::Collection {
             resource: lookup(plural)?,
