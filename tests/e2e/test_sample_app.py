@@ -201,6 +201,15 @@ def test_deploy_v1_and_service(cluster: Cluster, sample_images: SampleImages):
     assert [(row["ADDRESSTYPE"], row["PORTS"]) for row in slices] == [("IPv4", "8080")], slices
     assert sorted(slices[0]["ENDPOINTS"].split(",")) == pod_ips, slices
 
+    # Through the API server's proxy subresources, as `kubectl get --raw` reaches them.
+    for raw in [
+        "/api/v1/namespaces/default/services/sample-app-loadbalancer/proxy/",
+        "/api/v1/namespaces/default/services/sample-app-loadbalancer:80/proxy/",
+        f"/api/v1/namespaces/default/pods/{names[0]}:8080/proxy/",
+    ]:
+        answer = cluster.kubectl("get", "--raw", raw).stdout
+        assert answer == V1_MESSAGE, (raw, answer)
+
     # The newest kubectl shipped beside the dispatcher reads the same cluster.
     assert KUBECTL_NEWEST.exists(), f"{KUBECTL_NEWEST} is missing; this machine kind ships kubectl 1.27-1.33"
     rows = parse_table(cluster.kubectl("get", "deployments", kubectl=KUBECTL_NEWEST).stdout)
