@@ -128,6 +128,9 @@ struct State {
     objects: BTreeMap<String, Arc<Value>>,
     /// Pod keys by `spec.nodeName` (pods only).
     by_node: HashMap<String, BTreeSet<String>>,
+    /// Keys by the uid of each of their `ownerReferences`: the garbage collector's graph
+    /// (upstream's graph builder keeps the same edges from its informers).
+    by_owner: HashMap<String, BTreeSet<String>>,
     window: VecDeque<Arc<CachedEvent>>,
     /// Every change after this revision is in `window`.
     window_from: Revision,
@@ -144,6 +147,14 @@ pub struct WatchCache {
     state: RwLock<State>,
     progress: watch::Sender<Revision>,
     progress_wanted: Notify,
+}
+
+fn owners_of(object: &Value) -> Vec<&str> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str()).collect())
+        .unwrap_or_default()
 }
 
 fn node_of(object: &Value) -> Option<&str> {
@@ -168,6 +179,26 @@ impl State {
     }
 
     fn index(&mut self, indexed: bool, key: &str, old: Option<&Value>, new: Option<&Value>) {
+        let (old_owners, new_owners) = (
+            old.map(owners_of).unwrap_or_default(),
+            new.map(owners_of).unwrap_or_default(),
+        );
+        if old_owners != new_owners {
+            for uid in old_owners.iter().filter(|u| !new_owners.contains(u)) {
+                if let Some(keys) = self.by_owner.get_mut(*uid) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.by_owner.remove(*uid);
+                    }
+                }
+            }
+            for uid in new_owners {
+                self.by_owner
+                    .entry(uid.to_string())
+                    .or_default()
+                    .insert(key.to_string());
+            }
+        }
         if !indexed {
             return;
         }
@@ -201,6 +232,7 @@ impl WatchCache {
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 by_node: HashMap::new(),
+                by_owner: HashMap::new(),
                 window: VecDeque::new(),
                 window_from: 0,
                 revision: 0,
@@ -253,6 +285,7 @@ impl WatchCache {
             let mut state = self.write();
             state.objects.clear();
             state.by_node.clear();
+            state.by_owner.clear();
             for kv in &range.kvs {
                 let Ok(object) = decode(self.resource, kv) else {
                     tracing::warn!(
@@ -400,6 +433,28 @@ impl WatchCache {
             .await
             .map_err(crate::error::store_failure)?;
         self.wait_for(revision).await
+    }
+
+    /// The objects (in `namespace`, None: all) that name `uid` among their owners, as of
+    /// the store's current revision.
+    pub async fn owned_by(
+        &self,
+        store: &dyn podium_store::Store,
+        uid: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Arc<Value>>, ApiError> {
+        self.wait_consistent(store).await?;
+        let state = self.read();
+        let scope = prefix(self.resource, namespace);
+        Ok(state
+            .by_owner
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter(|key| key.starts_with(&scope))
+            .filter_map(|key| state.objects.get(key))
+            .cloned()
+            .collect())
     }
 
     /// The objects of `namespace` (None: all) matching the selectors, as of the cache's

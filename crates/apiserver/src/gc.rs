@@ -57,24 +57,15 @@ async fn dependents(
         .into_iter()
         .filter(|r| r.namespaced || namespace.is_none())
     {
-        let listed = server
+        // The graph: each kind's watch cache indexes its objects by owner uid, so finding
+        // the dependents reads their entries, not every object of every kind.
+        let owned = server
             .registry
-            .list(
-                resource,
-                namespace,
-                &LabelSelector::default(),
-                &FieldSelector::default(),
-                0,
-                None,
-            )
+            .caches
+            .of(resource)
+            .owned_by(&*server.registry.store, uid, namespace)
             .await?;
-        out.extend(
-            listed
-                .items
-                .into_iter()
-                .filter(|o| owner_uids(o).contains(&uid))
-                .map(|o| (resource, o)),
-        );
+        out.extend(owned.into_iter().map(|o| (resource, (*o).clone())));
     }
     Ok(out)
 }

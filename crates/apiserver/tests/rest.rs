@@ -473,3 +473,82 @@ async fn scale_subresource_and_discovery() {
     let (_, version) = h.get("/version").await;
     assert_eq!(version["major"], "1");
 }
+
+#[tokio::test]
+async fn the_collector_follows_owner_references_as_they_change() {
+    let h = harness().await;
+    let configmaps = "/api/v1/namespaces/default/configmaps";
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let (_, owner) = h
+        .post(
+            configmaps,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}),
+        )
+        .await;
+    let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+    let reference = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]);
+    // A dependent that gains its owner reference by an update, and one made with it.
+    let (_, later) = h
+        .post(
+            secrets,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"}}),
+        )
+        .await;
+    let mut later = later;
+    later["metadata"]["ownerReferences"] = reference.clone();
+    let (code, _) = h
+        .call(
+            "PUT",
+            &format!("{secrets}/later"),
+            "application/json",
+            Some(later),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    h.post(configmaps, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "child", "ownerReferences": reference}}))
+        .await;
+    // One that lost it again is not collected.
+    let (_, loose) = h
+        .post(secrets, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "loose", "ownerReferences": reference}}))
+        .await;
+    let mut loose = loose;
+    loose["metadata"]["ownerReferences"] = json!([]);
+    let (code, _) = h
+        .call(
+            "PUT",
+            &format!("{secrets}/loose"),
+            "application/json",
+            Some(loose),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+
+    let (code, _) = h
+        .call(
+            "DELETE",
+            &format!("{configmaps}/owner"),
+            "application/json",
+            Some(json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let mut gone = false;
+    for _ in 0..150 {
+        let owner = h.get(&format!("{configmaps}/owner")).await.0;
+        let later = h.get(&format!("{secrets}/later")).await.0;
+        let child = h.get(&format!("{configmaps}/child")).await.0;
+        if [owner, later, child]
+            .iter()
+            .all(|c| *c == StatusCode::NOT_FOUND)
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        gone,
+        "the owner and its two dependents were not all collected"
+    );
+    assert_eq!(h.get(&format!("{secrets}/loose")).await.0, StatusCode::OK);
+}
