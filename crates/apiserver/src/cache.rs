@@ -178,6 +178,22 @@ impl State {
         }
     }
 
+    /// The objects under `scope` (a key prefix) that the selectors match, in key order.
+    fn scoped(
+        &self,
+        scope: &str,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> Vec<Arc<Value>> {
+        self.objects
+            .range::<str, _>((Bound::Included(scope), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(scope))
+            .map(|(_, o)| o)
+            .filter(|o| labels.matches_object(o) && fields.matches(o))
+            .cloned()
+            .collect()
+    }
+
     fn index(&mut self, indexed: bool, key: &str, old: Option<&Value>, new: Option<&Value>) {
         let (old_owners, new_owners) = (
             old.map(owners_of).unwrap_or_default(),
@@ -484,14 +500,7 @@ impl WatchCache {
                 .filter(|o| matches(o))
                 .cloned()
                 .collect(),
-            None => state
-                .objects
-                .range::<str, _>((Bound::Included(scope.as_str()), Bound::Unbounded))
-                .take_while(|(key, _)| key.starts_with(&scope))
-                .map(|(_, o)| o)
-                .filter(|o| matches(o))
-                .cloned()
-                .collect(),
+            None => state.scoped(&scope, labels, fields),
         };
         Ok((items, state.revision))
     }
@@ -512,18 +521,7 @@ impl WatchCache {
         let state = self.read();
         let scope = prefix(self.resource, namespace);
         let (initial, replay) = match from {
-            None => {
-                let matches = |o: &Value| labels.matches_object(o) && fields.matches(o);
-                let initial = state
-                    .objects
-                    .range::<str, _>((Bound::Included(scope.as_str()), Bound::Unbounded))
-                    .take_while(|(key, _)| key.starts_with(&scope))
-                    .map(|(_, o)| o)
-                    .filter(|o| matches(o))
-                    .cloned()
-                    .collect();
-                (initial, Vec::new())
-            }
+            None => (state.scoped(&scope, labels, fields), Vec::new()),
             Some(rv) if rv < state.window_from => return Ok(None),
             Some(rv) => {
                 let replay = state
