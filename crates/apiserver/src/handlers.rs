@@ -603,6 +603,31 @@ pub enum PatchTarget {
     Status,
 }
 
+impl PatchTarget {
+    /// The managedFields subresource of writes through this target.
+    fn subresource(self) -> Option<&'static str> {
+        (self == PatchTarget::Status).then_some("status")
+    }
+
+    /// Confine `new` to what this target may change of `old`: all but status (for a kind
+    /// with a status subresource), or status alone. The managedFields `new` carries stay.
+    fn confine(self, resource: &ResourceInfo, old: &Value, mut new: Value) -> Value {
+        match self {
+            PatchTarget::Main => keep_status(resource, old, &mut new),
+            PatchTarget::Status => {
+                let status = new.get("status").cloned();
+                let entries = new.pointer("/metadata/managedFields").cloned();
+                new = old.clone();
+                set_status(&mut new, status);
+                if let Some(entries) = entries {
+                    new["metadata"]["managedFields"] = entries;
+                }
+            }
+        }
+        new
+    }
+}
+
 /// Apply a patch document of the request's content type to `old`.
 pub fn apply_patch(
     call: &Call,
@@ -691,24 +716,13 @@ async fn patch(
             name,
             precondition,
             call.dry_run(),
-            &call.ownership(
-                resource,
-                (target == PatchTarget::Status).then_some("status"),
-            ),
+            &call.ownership(resource, target.subresource()),
             |old| {
                 let mut patched = apply_patch(call, resource, &old, &patch)?;
                 check_type(resource, &mut patched)?;
-                let (mut normalized, w) = strategy::normalize(resource, &patched, validation)?;
+                let (normalized, w) = strategy::normalize(resource, &patched, validation)?;
                 warnings = w;
-                match target {
-                    PatchTarget::Main => keep_status(resource, &old, &mut normalized),
-                    PatchTarget::Status => {
-                        let status = normalized.get("status").cloned();
-                        normalized = old.clone();
-                        set_status(&mut normalized, status);
-                    }
-                }
-                Ok(normalized)
+                Ok(target.confine(resource, &old, normalized))
             },
         )
         .await?;
@@ -768,8 +782,7 @@ async fn server_side_apply(
         None => applied["metadata"]["name"] = json!(name),
     }
     check_namespace(resource, &applied, namespace)?;
-    let subresource = (target == PatchTarget::Status).then_some("status");
-    let manager = call.manager(resource, subresource);
+    let manager = call.manager(resource, target.subresource());
     let validation = FieldValidation::parse(call.param("fieldValidation"))?;
     let mut warnings = Vec::new();
     let updated = call
@@ -784,21 +797,9 @@ async fn server_side_apply(
             &Ownership::Given,
             |old| {
                 let merged = field_manager::apply(resource, Some(&old), &applied, &manager, force)?;
-                let (mut normalized, w) = strategy::normalize(resource, &merged, validation)?;
+                let (normalized, w) = strategy::normalize(resource, &merged, validation)?;
                 warnings = w;
-                match target {
-                    PatchTarget::Main => keep_status(resource, &old, &mut normalized),
-                    PatchTarget::Status => {
-                        let status = normalized.get("status").cloned();
-                        let entries = normalized.pointer("/metadata/managedFields").cloned();
-                        normalized = old.clone();
-                        set_status(&mut normalized, status);
-                        if let Some(entries) = entries {
-                            normalized["metadata"]["managedFields"] = entries;
-                        }
-                    }
-                }
-                Ok(normalized)
+                Ok(target.confine(resource, &old, normalized))
             },
         )
         .await;

@@ -166,20 +166,8 @@ async fn node_target(
     port: Option<&str>,
 ) -> Result<(IpAddr, u16), ApiError> {
     let node = call.server.registry.get(nodes, None, name).await?;
-    let ip = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .and_then(|ip| ip.parse().ok())
+    let (ip, agent_port) = crate::subresources::agent_endpoint(&node)
         .ok_or_else(|| unavailable(format!("node {name} reports no InternalIP")))?;
-    let agent_port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .and_then(|n| u16::try_from(n).ok())
-        .unwrap_or(10250);
     let port = match port {
         None => agent_port,
         Some(p) => {

@@ -508,24 +508,13 @@ pub async fn log(
     let nodes = resource::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes not registered"))?;
     let node = call.server.registry.get(nodes, None, node_name).await?;
-    let address = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .ok_or_else(|| {
-            ApiError::new(
-                Reason::ServiceUnavailable,
-                format!("node {node_name} reports no InternalIP to fetch logs from"),
-            )
-        })?
-        .to_string();
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64)
-        .unwrap_or(10250);
+    let (address, port) = agent_endpoint(&node).ok_or_else(|| {
+        ApiError::new(
+            Reason::ServiceUnavailable,
+            format!("node {node_name} reports no InternalIP to fetch logs from"),
+        )
+    })?;
+    let address = address.to_string();
     let mut query: Vec<String> = Vec::new();
     for key in [
         "follow",
@@ -545,9 +534,27 @@ pub async fn log(
         namespace.unwrap_or("default"),
         query.join("&")
     );
-    proxy_get(&address, port as u16, &path)
-        .await
-        .map_err(Into::into)
+    proxy_get(&address, port, &path).await.map_err(Into::into)
+}
+
+/// Where a node's agent listens: its InternalIP and its kubelet endpoint port (10250 if
+/// it reports none).
+pub(crate) fn agent_endpoint(node: &Value) -> Option<(std::net::IpAddr, u16)> {
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())?
+        .parse()
+        .ok()?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(10250);
+    Some((address, port))
 }
 
 /// GET from a node agent and stream the answer back (errors become a `Status`).
